@@ -1,0 +1,1 @@
+"""City social-media records archiver."""

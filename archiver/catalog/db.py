@@ -1,0 +1,103 @@
+"""Opening the catalog database: engines, sessions and per-dialect transaction rules."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+from sqlalchemy.orm import Session, sessionmaker
+
+from archiver.errors import CatalogError
+
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+
+
+def parse_url(url: str | URL) -> URL:
+    """Parse a catalog URL, turning a malformed one into a ``CatalogError``."""
+    try:
+        return make_url(url)
+    except ArgumentError as exc:
+        raise CatalogError(
+            f"catalog URL is not valid ({exc}); use e.g. sqlite:///var/catalog.sqlite3 "
+            "or postgresql+psycopg://user@host/dbname"
+        ) from exc
+
+
+def _sqlite_setup(engine: Engine) -> None:
+    # Python's sqlite3 module opens transactions lazily and as DEFERRED; a deferred
+    # transaction that reads and then writes can fail with SQLITE_BUSY when another writer
+    # committed meanwhile, whatever the busy timeout. Taking the write lock at BEGIN
+    # (IMMEDIATE) serializes writers up front and lets the busy timeout do its job.
+    @event.listens_for(engine, "connect")
+    def _connect(dbapi_conn: Any, _record: Any) -> None:
+        dbapi_conn.isolation_level = None
+        cur = dbapi_conn.cursor()
+        cur.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
+        cur.execute("PRAGMA journal_mode = WAL")
+        cur.execute("PRAGMA synchronous = FULL")
+        cur.execute("PRAGMA foreign_keys = ON")
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _begin(conn: Any) -> None:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def create_catalog_engine(url: str | URL) -> Engine:
+    """An engine for the catalog at ``url`` (SQLite in WAL mode, or PostgreSQL)."""
+    parsed = parse_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        database = parsed.database
+        if database and database != ":memory:":
+            Path(database).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(parsed, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
+        _sqlite_setup(engine)
+        return engine
+    if parsed.get_backend_name() == "postgresql":
+        if parsed.drivername == "postgresql":
+            parsed = parsed.set(drivername="postgresql+psycopg")
+        return create_engine(parsed, pool_pre_ping=True)
+    raise CatalogError(
+        f"catalog database {parsed.get_backend_name()!r} is not supported; use sqlite or postgresql"
+    )
+
+
+def redacted(url: str | URL) -> str:
+    """The URL with its password hidden, for logs and ``status``."""
+    return parse_url(url).render_as_string(hide_password=True)
+
+
+class Catalog:
+    """The catalog database: an engine and the sessions made from it."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._sessions = sessionmaker(engine, expire_on_commit=False)
+
+    @classmethod
+    def open(cls, url: str | URL) -> Catalog:
+        return cls(create_catalog_engine(url))
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        """A session whose transaction commits on success and rolls back on error."""
+        try:
+            with self._sessions.begin() as session:
+                yield session
+        except SQLAlchemyError as exc:
+            raise CatalogError(
+                f"catalog operation failed on {redacted(self.engine.url)}: "
+                f"{exc.__class__.__name__}: {str(exc).splitlines()[0]}"
+            ) from exc
+
+    def dispose(self) -> None:
+        self.engine.dispose()

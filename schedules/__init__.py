@@ -1,0 +1,1 @@
+"""Retention schedules shipped with the package (one TOML file per records series)."""
