@@ -1,1 +1,3 @@
-"""Retention schedules shipped with the package (one TOML file per records series)."""
+"""Retention schedules shipped with the package: one TOML file per records series."""
+
+from __future__ import annotations
