@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import multiprocessing
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -47,7 +48,7 @@ def test_entries_chain_from_genesis_and_verify(catalog: Catalog, store: LocalSto
         rows = s.scalars(select(AuditEntry).order_by(AuditEntry.seq)).all()
     assert [r.seq for r in rows] == [1, 2, 3, 4, 5]
     assert rows[0].prev_hash == audit.GENESIS
-    assert all(b.prev_hash == a.hash for a, b in zip(rows, rows[1:], strict=False))
+    assert all(b.prev_hash == a.hash for a, b in itertools.pairwise(rows))
     report = audit.verify(catalog, store)
     assert report.ok and report.entries == 5 and report.first_break is None
 

@@ -34,18 +34,17 @@ def test_an_item_is_unique_per_account_and_platform_id(catalog: Catalog) -> None
                 last_seen_at=NOW,
             )
         )
-    with pytest.raises(CatalogError, match="IntegrityError"):
-        with catalog.session() as s:
-            s.add(
-                Item(
-                    account_id="fb-city",
-                    platform_item_id="123_456",
-                    kind="post",
-                    series="general",
-                    first_captured_at=NOW,
-                    last_seen_at=NOW,
-                )
+    with pytest.raises(CatalogError, match="IntegrityError"), catalog.session() as s:
+        s.add(
+            Item(
+                account_id="fb-city",
+                platform_item_id="123_456",
+                kind="post",
+                series="general",
+                first_captured_at=NOW,
+                last_seen_at=NOW,
             )
+        )
 
 
 def test_versions_point_into_warc_files_by_id_offset_and_length(catalog: Catalog) -> None:
@@ -96,6 +95,5 @@ def test_media_is_stored_once_per_sha256_within_a_partition(catalog: Catalog) ->
     with catalog.session() as s:
         s.add(media("general/fb-city/2026-11"))
         s.add(media("general/fb-city/2026-10"))  # another partition: stored again
-    with pytest.raises(CatalogError):
-        with catalog.session() as s:
-            s.add(media("general/fb-city/2026-11"))
+    with pytest.raises(CatalogError), catalog.session() as s:
+        s.add(media("general/fb-city/2026-11"))
