@@ -1,0 +1,435 @@
+"""Writing WARC/1.1 spool files on warcio: one writer per open file, one file per partition.
+
+A :class:`WarcWriter` owns one spool file, ``<spool>/<file-id>.warc.gz.open``, next to a
+JSON sidecar ``<spool>/<file-id>.json`` (partition, creation time, warcinfo fields) that is
+written first, atomically, so that crash recovery always knows where an open file belongs.
+The file starts with a ``warcinfo`` record; each record is one gzip member (warcio's
+``WARCWriter`` with ``gzip=True`` serializes and compresses it).
+
+Digests are never computed here: records come from the builders in
+:mod:`archiver.warc_records` with their SHA-256 block and payload digests already set, and
+warcio's own digesting (SHA-1, re-reading the body) is disabled, so a body is hashed once
+per digest while the builder holds or streams it. The write order is the caller's: append
+→ :meth:`WarcWriter.sync` (flush + fsync) → commit the catalog rows.
+
+Closing re-reads the file once (every digest checked, whole-file SHA-256) and renames it to
+``<file-id>.warc.gz``; the caller (``archiver.spool``) takes it to the store and catalog,
+which nothing here touches. ``archiver.warc_pool`` keeps one writer per partition.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from ulid import ULID
+from warcio.recordloader import ArcWarcRecord
+from warcio.statusandheaders import StatusAndHeaders
+from warcio.warcwriter import WARCWriter
+
+from archiver.errors import ArchiverError, IntegrityError
+from archiver.layout import Partition
+from archiver.warc_media import PayloadTooLargeError, spool_response
+from archiver.warc_records import (
+    WARC_VERSION,
+    ClosedWarc,
+    RecordPointer,
+    WarcRecord,
+    format_warc_date,
+    warcinfo_record,
+)
+from archiver.warc_recovery import (
+    CLOSED_SUFFIX,
+    OPEN_SUFFIX,
+    RecordsFingerprint,
+    finalize_warc,
+    fsync_dir,
+)
+
+__all__ = [
+    "Clock",
+    "ClosedWarc",
+    "PayloadTooLargeError",
+    "RecordPointer",
+    "SpoolSidecar",
+    "WarcInfo",
+    "WarcWriter",
+    "WriterClosedError",
+    "closed_path",
+    "open_path",
+    "read_sidecar",
+    "sidecar_path",
+    "utc_now",
+]
+
+Clock = Callable[[], datetime]
+SIDECAR_SUFFIX = ".json"
+_SIDECAR_FORMAT = 1
+_FLUSH_AT = 1 << 20
+
+
+def utc_now() -> datetime:
+    """The default clock."""
+    return datetime.now(UTC)
+
+
+def open_path(spool_dir: Path, file_id: str) -> Path:
+    """``<spool>/<file-id>.warc.gz.open``: the file while it is written."""
+    return spool_dir / f"{file_id}{OPEN_SUFFIX}"
+
+
+def closed_path(spool_dir: Path, file_id: str) -> Path:
+    """``<spool>/<file-id>.warc.gz``: the file once closed and verified."""
+    return spool_dir / f"{file_id}{CLOSED_SUFFIX}"
+
+
+def sidecar_path(spool_dir: Path, file_id: str) -> Path:
+    """``<spool>/<file-id>.json``: the open file's partition and warcinfo fields."""
+    return spool_dir / f"{file_id}{SIDECAR_SUFFIX}"
+
+
+class WriterClosedError(ArchiverError):
+    """The writer was closed (rotated) or broken; open a new one for the partition."""
+
+
+@dataclass(frozen=True, slots=True)
+class WarcInfo:
+    """What every file's ``warcinfo`` says besides its partition."""
+
+    software: str
+    dependencies: Mapping[str, str]  # locked package versions, name → version
+    operator: str
+    node: str
+
+    def fields(self, partition: Partition, file_id: str) -> list[tuple[str, str]]:
+        """The warcinfo block's fields for one file."""
+        return [
+            ("software", self.software),
+            ("format", "WARC File Format 1.1"),
+            ("operator", self.operator),
+            ("hostname", self.node),
+            ("isPartOf", partition.name),
+            ("series", partition.series),
+            ("account", partition.account),
+            ("period", partition.period),
+            ("file-id", file_id),
+            *(("dependency", f"{n}=={v}") for n, v in sorted(self.dependencies.items())),
+        ]
+
+
+@dataclass(frozen=True, slots=True)
+class SpoolSidecar:
+    """The contents of ``<file-id>.json`` next to an open spool file."""
+
+    file_id: str
+    partition: Partition
+    created: datetime
+    info: WarcInfo
+
+
+def read_sidecar(path: Path) -> SpoolSidecar:
+    """Read the sidecar of an open spool file (crash recovery uses it to find the partition)."""
+    try:
+        data: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+        info = data["warcinfo"]
+        return SpoolSidecar(
+            file_id=data["file_id"],
+            partition=Partition.parse(data["partition"]),
+            created=datetime.fromisoformat(data["created"]),
+            info=WarcInfo(
+                info["software"], dict(info["dependencies"]), info["operator"], info["node"]
+            ),
+        )
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ArchiverError(f"cannot read spool sidecar {path}: {exc}") from exc
+
+
+def _write_sidecar(path: Path, sidecar: SpoolSidecar) -> None:
+    data = {
+        "format": _SIDECAR_FORMAT,
+        "file_id": sidecar.file_id,
+        "partition": sidecar.partition.name,
+        "created": sidecar.created.isoformat(),
+        "warcinfo": {
+            "software": sidecar.info.software,
+            "dependencies": dict(sidecar.info.dependencies),
+            "operator": sidecar.info.operator,
+            "node": sidecar.info.node,
+        },
+    }
+    tmp = path.with_name(f".{path.name}.tmp")
+    with tmp.open("w", encoding="utf-8") as f:
+        json.dump(data, f, indent=2, sort_keys=True)
+        f.flush()
+        os.fsync(f.fileno())
+    tmp.replace(path)
+    fsync_dir(path.parent)
+
+
+class _Sink:
+    """Appends to the spool file through a buffer that is dropped if a record fails midway."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self._written = 0
+        self._buf = bytearray()
+
+    def tell(self) -> int:
+        return self._written + len(self._buf)
+
+    def write(self, data: bytes) -> None:
+        self._buf += data
+        if len(self._buf) >= _FLUSH_AT:
+            self.flush()
+
+    def flush(self) -> None:
+        view = memoryview(bytes(self._buf))
+        self._buf.clear()
+        while view:
+            n = os.write(self.fd, view)
+            view, self._written = view[n:], self._written + n
+
+    def rollback(self, offset: int) -> None:
+        """Forget everything after ``offset`` (the fd is O_APPEND, so writes follow the end)."""
+        self._buf.clear()
+        os.ftruncate(self.fd, offset)
+        self._written = offset
+
+
+class _BodyReader:
+    """The body as warcio reads it, counted, so a body that changed length is caught."""
+
+    def __init__(self, body: bytes | BinaryIO) -> None:
+        self._body = body
+        self._at = 0
+
+    @property
+    def count(self) -> int:
+        return self._at
+
+    def read(self, size: int = -1) -> bytes:
+        if isinstance(self._body, bytes):
+            end = len(self._body) if size < 0 else self._at + size
+            chunk = self._body[self._at : end]
+        else:
+            chunk = self._body.read(size)
+        self._at += len(chunk)
+        return chunk
+
+
+class _RawHttpHead:
+    """An HTTP head that warcio writes byte for byte.
+
+    warcio writes ``http_headers.headers_buff`` after re-serializing it from parsed
+    headers; this stand-in keeps the bytes the digests were computed over. It is also how
+    a ``revisit``'s head gets written at all: warcio writes no body for a revisit.
+    """
+
+    def __init__(self, raw: bytes) -> None:
+        self.headers_buff = raw
+
+    def compute_headers_buffer(self, header_filter: object = None) -> None:
+        """Keep the raw bytes (warcio calls this before writing)."""
+
+
+class _PrecomputedDigestWriter(WARCWriter):  # type: ignore[misc]  # warcio is untyped
+    """warcio's writer, forbidden to compute digests of its own.
+
+    ``ensure_digest`` only creates a digester when a digest header is missing; records
+    from our builders carry both, so reaching this is a bug, not a slow path.
+    """
+
+    @staticmethod
+    def _create_digester() -> None:
+        raise AssertionError("WARC digests must be computed by archiver.warc_records")
+
+
+class WarcWriter:
+    """One open spool WARC file of one partition. Safe to share between threads."""
+
+    def __init__(
+        self, spool_dir: Path, partition: Partition, info: WarcInfo, *, clock: Clock = utc_now
+    ) -> None:
+        self.partition = partition
+        self.file_id = str(ULID())
+        self.path = open_path(spool_dir, self.file_id)
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._fingerprint = RecordsFingerprint()
+        self._state: str | None = None  # why appends are refused: closed or broken
+        self.opened_at = clock()
+        self.last_write_at = self.opened_at
+        # The sidecar comes first: an .open file without one could not be placed after a crash.
+        _write_sidecar(
+            sidecar_path(spool_dir, self.file_id),
+            SpoolSidecar(self.file_id, partition, self.opened_at, info),
+        )
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND | getattr(os, "O_CLOEXEC", 0)
+        self._sink = _Sink(os.open(self.path, flags, 0o640))
+        self._warcio = _PrecomputedDigestWriter(self._sink, gzip=True, warc_version=WARC_VERSION)
+        self.warcinfo_id = ""  # set once the warcinfo record, which carries none, is written
+        record = warcinfo_record(
+            f"{self.file_id}{CLOSED_SUFFIX}",
+            info.fields(partition, self.file_id),
+            date=self.opened_at,
+        )
+        try:
+            fsync_dir(spool_dir)
+            self._append(record)
+            self.warcinfo_id = record.record_id
+            self.sync()
+        except BaseException:
+            os.close(self._sink.fd)
+            self._state = "broken (its warcinfo record could not be written)"
+            raise
+
+    @property
+    def size(self) -> int:
+        """Bytes in the file so far."""
+        return self._sink.tell()
+
+    @property
+    def record_count(self) -> int:
+        """Records appended so far, warcinfo included."""
+        return self._fingerprint.count
+
+    def append(self, record: WarcRecord) -> RecordPointer:
+        """Append one record as one gzip member; durable only after :meth:`sync`.
+
+        If writing fails midway the file is cut back to where the record began, so it
+        never holds part of a record that this method did not return a pointer for.
+        """
+        with self._lock:
+            if self._state is not None:
+                raise WriterClosedError(f"WARC file {self.path.name} is {self._state}")
+            return self._append(record)
+
+    def append_response_stream(
+        self,
+        target_uri: str,
+        http_response_head: bytes,
+        body: BinaryIO | Iterable[bytes],
+        *,
+        max_bytes: int,
+        concurrent_to: str | None = None,
+        date: datetime | None = None,
+    ) -> RecordPointer:
+        """Stream a (media) response into a record, digesting it once on the way.
+
+        The body goes through a temporary file in the spool directory first, because the
+        record's length precedes its body; a body over ``max_bytes`` raises
+        :class:`PayloadTooLargeError` before anything is written to this file.
+        """
+        with spool_response(
+            target_uri,
+            http_response_head,
+            body,
+            max_bytes=max_bytes,
+            tmp_dir=self.path.parent,
+            concurrent_to=concurrent_to,
+            date=date,
+        ) as spooled:
+            return self.append(spooled.record)
+
+    def _append(self, record: WarcRecord) -> RecordPointer:
+        now = self._clock()
+        date = record.date or now
+        headers = [
+            ("WARC-Type", record.warc_type),
+            ("WARC-Record-ID", record.record_id),
+            ("WARC-Date", format_warc_date(date)),
+        ]
+        if record.target_uri is not None:
+            headers.append(("WARC-Target-URI", record.target_uri))
+        if self.warcinfo_id:
+            headers.append(("WARC-Warcinfo-ID", self.warcinfo_id))
+        headers += record.headers
+        headers.append(("WARC-Block-Digest", record.block_digest))
+        if record.payload_digest is not None:
+            headers.append(("WARC-Payload-Digest", record.payload_digest))
+        headers += [("Content-Type", record.content_type)]
+        headers += [("Content-Length", str(record.block_length))]
+        if not isinstance(record.body, bytes):
+            record.body.seek(0)
+        body = _BodyReader(record.body)
+        http = _RawHttpHead(record.block_head) if record.block_head else None
+        warc_headers = StatusAndHeaders("", headers, protocol=WARC_VERSION)
+        length, ctype = record.block_length, record.content_type
+        rec = ArcWarcRecord("warc", record.warc_type, warc_headers, body, http, ctype, length)
+        offset = self._sink.tell()
+        try:
+            self._warcio.write_record(rec)
+            if len(record.block_head) + body.count != record.block_length:
+                raise IntegrityError(
+                    f"record {record.record_id}: {body.count} body bytes were written, not "
+                    f"the {record.block_length - len(record.block_head)} that were digested"
+                )
+        except BaseException:
+            try:
+                self._sink.rollback(offset)
+            except OSError as exc:
+                self._state = f"broken (could not cut a failed record: {exc})"
+            raise
+        ptr = RecordPointer(
+            file_id=self.file_id,
+            offset=offset,
+            length=self._sink.tell() - offset,
+            record_id=record.record_id,
+            block_digest=record.block_digest,
+            payload_digest=record.payload_digest,
+            warc_type=record.warc_type,
+            target_uri=record.target_uri,
+            date=date.astimezone(UTC),
+        )
+        self._fingerprint.update(ptr)
+        self.last_write_at = now
+        return ptr
+
+    def sync(self) -> None:
+        """Flush and fsync: after this returns, the caller may commit pointers to the catalog."""
+        with self._lock:
+            if self._state == "closed":
+                return  # closing synced it
+            self._sink.flush()
+            os.fsync(self._sink.fd)
+
+    def close(self) -> ClosedWarc:
+        """Sync, close, verify by one full re-read, rename to ``.warc.gz``.
+
+        Raises :class:`IntegrityError` (the ``.open`` file is left for recovery) when the
+        re-read finds anything but exactly the records that were appended.
+        """
+        with self._lock:
+            if self._state == "closed":
+                raise WriterClosedError(f"WARC file {self.path.name} is already closed")
+            broken = self._state
+            self._sink.flush()
+            os.fsync(self._sink.fd)
+            os.close(self._sink.fd)
+            self._state = "closed"
+            if broken is not None:
+                raise IntegrityError(f"WARC file {self.path.name} is {broken}; left for recovery")
+            return finalize_warc(
+                self.path,
+                self.partition,
+                expected_records=self._fingerprint.count,
+                expected_fingerprint=self._fingerprint.hexdigest(),
+            )
+
+    def abandon(self) -> None:
+        """Sync and close without verifying or renaming; the ``.open`` file is left for recovery."""
+        with self._lock:
+            if self._state == "closed":
+                return
+            try:
+                self._sink.flush()
+                os.fsync(self._sink.fd)
+            finally:
+                os.close(self._sink.fd)
+                self._state = "closed"
