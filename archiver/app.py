@@ -9,15 +9,28 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Mapping
 from functools import cached_property
+from importlib.metadata import distributions
 from pathlib import Path
 from typing import Any
 
-from archiver import audit
+from archiver import __version__, audit
 from archiver.catalog import Catalog, require_current
 from archiver.config import Config, LocalStoreSettings, load_config
 from archiver.errors import ArchiverError, PermissionDenied
 from archiver.identity import Actor, current_actor
 from archiver.store import LocalStore, Store
+from archiver.warc import WarcInfo
+
+
+def installed_versions() -> dict[str, str]:
+    """Every installed distribution and its version: the locked set, as it really is here."""
+    versions = {}
+    for dist in distributions():
+        name = dist.metadata["Name"]
+        if name:
+            versions[name.lower()] = dist.version
+    return versions
+
 
 #: Roles a command may require; ``admin`` may do everything.
 ROLES = ("officer", "legal", "admin")
@@ -104,6 +117,15 @@ class App:
         raise PermissionDenied(
             f"{actor.display} may not run `archiver {command}`: it needs the role "
             f"{' or '.join(sorted(allowed))}, granted to OS groups in [roles] of {self.config_path}"
+        )
+
+    def warc_info(self) -> WarcInfo:
+        """What every WARC file's ``warcinfo`` record says about who wrote it, and with what."""
+        return WarcInfo(
+            software=f"city-archiver/{__version__}",
+            dependencies=installed_versions(),
+            operator=self.config.archiver.operator,
+            node=self.config.archiver.node,
         )
 
     def close(self) -> None:

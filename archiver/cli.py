@@ -11,6 +11,7 @@ from pathlib import Path
 
 import click
 from rich.console import Console
+from rich.markup import escape
 
 from archiver import __version__
 from archiver.app import App
@@ -59,7 +60,8 @@ def main(argv: list[str] | None = None) -> None:
         exc.show()
         sys.exit(exc.exit_code)
     except ArchiverError as exc:
-        stderr.print(f"[bold red]error:[/] {exc.message}", markup=True)
+        # The message is plain text: "[archiver]" or "[roles]" in it are not markup.
+        stderr.print(f"[bold red]error:[/] {escape(exc.message)}", markup=True)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         stderr.print("interrupted")

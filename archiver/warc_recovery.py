@@ -302,6 +302,7 @@ class RepairResult:
     kept_bytes: int
     cut_bytes: int
     problem: str | None  # why the cut tail was refused; None when nothing was cut
+    valid_after: int | None = None  # a valid record past the damage (only with force=True)
 
     @property
     def empty(self) -> bool:
@@ -309,16 +310,63 @@ class RepairResult:
         return not self.records
 
 
-def repair_warc(path: Path) -> RepairResult:
-    """Truncate ``path`` after its last complete, digest-valid record and fsync it."""
+def _member_is_valid(path: Path, offset: int) -> bool:
+    member = _Member(offset)
+    with path.open("rb") as f:
+        f.seek(offset)
+        try:
+            while data := f.read(_READ):
+                if member.feed(data) is not None:
+                    member.parser.finish("", offset, 0)
+                    return True
+        except (zlib.error, _Invalid):
+            pass
+    return False
+
+
+def _first_valid_after(path: Path, start: int) -> int | None:
+    """Offset of the first complete, digest-valid record beginning after ``start``."""
+    magic = b"\x1f\x8b\x08"  # gzip, deflate: where a member can begin
+    with path.open("rb") as f:
+        f.seek(start + 1)
+        base, data = start + 1, b""
+        while chunk := f.read(_READ):
+            data += chunk
+            i = data.find(magic)
+            while i >= 0:
+                if _member_is_valid(path, base + i):
+                    return base + i
+                i = data.find(magic, i + 1)
+            keep = len(magic) - 1  # a magic split between two reads is found in the next
+            base, data = base + len(data) - keep, data[-keep:]
+    return None
+
+
+def repair_warc(path: Path, *, force: bool = False) -> RepairResult:
+    """Truncate ``path`` after its last complete, digest-valid record and fsync it.
+
+    A crash leaves damage only at the end. If a valid record still follows the damage,
+    the file was damaged otherwise (a bad disk, or a power loss that kept later unsynced
+    pages but not earlier ones); then nothing is cut and :class:`IntegrityError` is raised,
+    unless ``force``: pass it once the catalog shows that no committed pointer lies past
+    the damage (records written after the last fsync were never committed).
+    """
     scan = scan_warc(path)
     cut = scan.file_size - scan.good_end
+    after = _first_valid_after(path, scan.good_end) if cut else None
+    if after is not None and not force:
+        raise IntegrityError(
+            f"{path} is damaged at offset {scan.good_end} ({scan.problem}) but a valid record "
+            f"follows at offset {after}; nothing was cut. Check that no catalog row points "
+            "past the damage before repairing with force."
+        )
     if cut:
         with path.open("r+b") as f:
             f.truncate(scan.good_end)
             f.flush()
             os.fsync(f.fileno())
-    return RepairResult(path, scan.records, scan.good_end, cut, scan.problem if cut else None)
+    problem = scan.problem if cut else None
+    return RepairResult(path, scan.records, scan.good_end, cut, problem, after)
 
 
 def finalize_warc(

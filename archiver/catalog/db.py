@@ -7,7 +7,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
@@ -87,6 +87,12 @@ class Catalog:
     def dialect(self) -> str:
         return self.engine.dialect.name
 
+    def _failed(self, exc: SQLAlchemyError) -> CatalogError:
+        return CatalogError(
+            f"catalog operation failed on {redacted(self.engine.url)}: "
+            f"{exc.__class__.__name__}: {str(exc).splitlines()[0]}"
+        )
+
     @contextmanager
     def session(self) -> Iterator[Session]:
         """A session whose transaction commits on success and rolls back on error."""
@@ -94,10 +100,19 @@ class Catalog:
             with self._sessions.begin() as session:
                 yield session
         except SQLAlchemyError as exc:
-            raise CatalogError(
-                f"catalog operation failed on {redacted(self.engine.url)}: "
-                f"{exc.__class__.__name__}: {str(exc).splitlines()[0]}"
-            ) from exc
+            raise self._failed(exc) from exc
+
+    @contextmanager
+    def connect(self, *, begin: bool = False) -> Iterator[Connection]:
+        """A connection (in a transaction that commits on success if ``begin``).
+
+        Database errors, such as an unreachable server, surface as ``CatalogError``.
+        """
+        try:
+            with self.engine.begin() if begin else self.engine.connect() as conn:
+                yield conn
+        except SQLAlchemyError as exc:
+            raise self._failed(exc) from exc
 
     def dispose(self) -> None:
         self.engine.dispose()

@@ -50,7 +50,7 @@ class SchemaState:
 
 
 def schema_state(catalog: Catalog) -> SchemaState:
-    with catalog.engine.connect() as conn:
+    with catalog.connect() as conn:
         return SchemaState(current=_current(conn), head=head_revision())
 
 
@@ -67,7 +67,7 @@ def upgrade(catalog: Catalog) -> SchemaState:
     Either way a second process waits, then finds nothing left to do.
     """
     cfg = _alembic_config()
-    with catalog.engine.begin() as conn:
+    with catalog.connect(begin=True) as conn:
         if catalog.dialect == "postgresql":
             conn.execute(select(func.pg_advisory_xact_lock(_PG_MIGRATION_LOCK)))
         current = _current(conn)

@@ -1,0 +1,36 @@
+"""Committing WARC record pointers: the last step of the write order."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import UTC, datetime
+
+from sqlalchemy.orm import Session
+
+from archiver.catalog.models import WarcRecord
+from archiver.warc_records import RecordPointer
+
+
+def register_records(
+    session: Session, pointers: Iterable[RecordPointer], *, run_id: int | None = None
+) -> int:
+    """Add a row per record, in the caller's transaction; call only after the WARC was synced."""
+    now = datetime.now(UTC)
+    count = 0
+    for ptr in pointers:
+        session.add(
+            WarcRecord(
+                record_id=ptr.record_id,
+                file_id=ptr.file_id,
+                offset=ptr.offset,
+                length=ptr.length,
+                warc_type=ptr.warc_type,
+                target_uri=ptr.target_uri,
+                block_digest=ptr.block_digest,
+                payload_digest=ptr.payload_digest,
+                run_id=run_id,
+                recorded_at=now,
+            )
+        )
+        count += 1
+    return count
