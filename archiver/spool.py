@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from archiver.catalog.db import Catalog
 from archiver.catalog.models import StoredFile, WarcRecord
@@ -227,7 +227,20 @@ class Spool:
         records: tuple[RecordPointer, ...]
         cut = 0
         if path.name.endswith(OPEN_SUFFIX):
-            repaired = repair_warc(path)
+            try:
+                repaired = repair_warc(path)
+            except IntegrityError as exc:
+                # Damage in the middle, not a torn tail: cut only if nothing committed lies
+                # beyond it, and keep a copy of the whole file either way.
+                good_end = scan_warc(path).good_end
+                if self._committed_beyond(file_id, good_end):
+                    where = self._set_aside(path, str(exc))
+                    self._set_aside(sidecar_path, "its WARC file was set aside")
+                    return RecoveredFile(
+                        file_id, None, 0, 0, problem=f"{exc}; set aside as {where}"
+                    )
+                self._keep_copy(path, str(exc))
+                repaired = repair_warc(path, force=True)
             records, cut = repaired.records, repaired.cut_bytes
             if cut:
                 log.warning(
@@ -263,6 +276,24 @@ class Spool:
         return [
             r.record_id for r in records if r.warc_type != "warcinfo" and r.record_id not in known
         ]
+
+    def _committed_beyond(self, file_id: str, offset: int) -> bool:
+        with self.catalog.session() as session:
+            last = session.scalar(
+                select(func.max(WarcRecord.offset + WarcRecord.length)).where(
+                    WarcRecord.file_id == file_id
+                )
+            )
+        return last is not None and last > offset
+
+    def _keep_copy(self, path: Path, why: str) -> None:
+        damaged = self.directory / DAMAGED_DIR
+        damaged.mkdir(exist_ok=True, mode=0o750)
+        target = damaged / f"{path.name}.before-repair"
+        shutil.copy2(path, target)
+        log.error(
+            "damaged spool file copied before repair", path=str(path), copy=str(target), reason=why
+        )
 
     def _set_aside(self, path: Path, why: str) -> str:
         damaged = self.directory / DAMAGED_DIR

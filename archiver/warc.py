@@ -409,10 +409,12 @@ class WarcWriter:
             if self._state == "closed":
                 raise WriterClosedError(f"WARC file {self.path.name} is already closed")
             broken = self._state
-            self._sink.flush()
-            os.fsync(self._sink.fd)
-            os.close(self._sink.fd)
-            self._state = "closed"
+            try:
+                self._sink.flush()
+                os.fsync(self._sink.fd)
+            finally:
+                os.close(self._sink.fd)
+                self._state = "closed"
             if broken is not None:
                 raise IntegrityError(f"WARC file {self.path.name} is {broken}; left for recovery")
             return finalize_warc(

@@ -10,7 +10,7 @@ caller (``archiver.spool``), which stores and registers them.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from datetime import datetime
 from pathlib import Path
 from typing import BinaryIO
@@ -77,7 +77,19 @@ class WriterPool:
 
     def append(self, partition: Partition, record: WarcRecord) -> RecordPointer:
         """Append to the partition's file; close the file if it reached ``max_size``."""
-        return self._do(partition, lambda writer: writer.append(record))
+        while True:
+            writer = self.writer_for(partition)
+            try:
+                ptr = writer.append(record)
+            except WriterClosedError:
+                # Rotated by another thread, or broken by a failed write: use a new file
+                # (a broken one is left, synced, for recovery).
+                if self._forget(partition, writer):
+                    writer.abandon()
+                continue
+            if writer.size >= self.max_size and self._forget(partition, writer):
+                self._close([writer])
+            return ptr
 
     def append_response_stream(
         self,
@@ -101,18 +113,6 @@ class WriterPool:
             date=date,
         ) as spooled:
             return self.append(partition, spooled.record)
-
-    def _do(self, partition: Partition, op: Callable[[WarcWriter], RecordPointer]) -> RecordPointer:
-        while True:
-            writer = self.writer_for(partition)
-            try:
-                ptr = op(writer)
-            except WriterClosedError:
-                self._forget(partition, writer)  # rotated or broken meanwhile: use a new file
-                continue
-            if writer.size >= self.max_size and self._forget(partition, writer):
-                self._close([writer])
-            return ptr
 
     def _forget(self, partition: Partition, writer: WarcWriter) -> bool:
         with self._lock:

@@ -273,3 +273,48 @@ def test_the_spool_refuses_new_work_over_its_size_limit(
 
     with pytest.raises(StoreError, match=r"\[spool\] max_bytes"):
         spool.check_space()
+
+
+def _damage_middle(
+    catalog: Catalog, spool_dir: Path, *, commit_all: bool
+) -> tuple[Path, list[RecordPointer]]:
+    w = WarcWriter(spool_dir, PARTITION, INFO)
+    first = _exchange(w, 1)
+    w.sync()
+    _commit(catalog, first)
+    later = _exchange(w, 2)
+    w.sync()
+    if commit_all:
+        _commit(catalog, later)
+    w.abandon()
+    data = bytearray(w.path.read_bytes())
+    data[later[0].offset + later[0].length // 2] ^= 0xFF  # damage inside, valid records after
+    w.path.write_bytes(bytes(data))
+    return w.path, first + later
+
+
+def test_damage_before_committed_records_sets_the_whole_file_aside_uncut(
+    catalog: Catalog, store: LocalStore, tmp_path: Path
+) -> None:
+    spool_dir = tmp_path / "spool"
+    spool_dir.mkdir()
+    path, _ = _damage_middle(catalog, spool_dir, commit_all=True)
+    size = path.stat().st_size
+    report = Spool(spool_dir, store, catalog, max_bytes=10**9).recover()
+    assert report.files[0].key is None and "set aside" in (report.files[0].problem or "")
+    kept = spool_dir / "damaged" / path.name
+    assert kept.stat().st_size == size  # nothing cut: committed records may still be rescued
+
+
+def test_damage_before_only_uncommitted_records_is_cut_after_keeping_a_copy(
+    catalog: Catalog, store: LocalStore, tmp_path: Path
+) -> None:
+    spool_dir = tmp_path / "spool"
+    spool_dir.mkdir()
+    path, pointers = _damage_middle(catalog, spool_dir, commit_all=False)
+    original = path.read_bytes()
+    report = Spool(spool_dir, store, catalog, max_bytes=10**9).recover()
+    assert report.files[0].key is not None
+    assert (spool_dir / "damaged" / f"{path.name}.before-repair").read_bytes() == original
+    for ptr in pointers[:3]:
+        read_record(catalog, store, ptr.record_id)
