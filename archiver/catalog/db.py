@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sqlite3
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -38,7 +40,6 @@ def _sqlite_setup(engine: Engine) -> None:
         dbapi_conn.isolation_level = None
         cur = dbapi_conn.cursor()
         cur.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
-        cur.execute("PRAGMA journal_mode = WAL")
         cur.execute("PRAGMA synchronous = FULL")
         cur.execute("PRAGMA foreign_keys = ON")
         cur.close()
@@ -48,6 +49,38 @@ def _sqlite_setup(engine: Engine) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
+def _ensure_wal(database: str) -> None:
+    """Put the database file in WAL mode (a persistent property of the file).
+
+    Switching the journal mode needs the database to itself, and SQLite answers "database
+    is locked" at once, without waiting out the busy timeout, when another connection is
+    busy. So it is done once per engine, retried, instead of on every connection.
+    """
+    deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_MS / 1000
+    while True:
+        conn = sqlite3.connect(
+            database, timeout=SQLITE_BUSY_TIMEOUT_MS / 1000, isolation_level=None
+        )
+        try:
+            mode = conn.execute("PRAGMA journal_mode").fetchone()[0]
+            if (
+                str(mode).lower() == "wal"
+                or conn.execute("PRAGMA journal_mode = WAL").fetchone()[0] == "wal"
+            ):
+                return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) and "busy" not in str(exc):
+                raise CatalogError(f"cannot open the SQLite catalog {database}: {exc}") from exc
+        finally:
+            conn.close()
+        if time.monotonic() > deadline:
+            raise CatalogError(
+                f"the SQLite catalog {database} stayed locked for "
+                f"{SQLITE_BUSY_TIMEOUT_MS // 1000} s: is another archiver process stuck?"
+            )
+        time.sleep(0.05)
+
+
 def create_catalog_engine(url: str | URL) -> Engine:
     """An engine for the catalog at ``url`` (SQLite in WAL mode, or PostgreSQL)."""
     parsed = parse_url(url)
@@ -55,6 +88,8 @@ def create_catalog_engine(url: str | URL) -> Engine:
         database = parsed.database
         if database and database != ":memory:":
             Path(database).parent.mkdir(parents=True, exist_ok=True)
+        if database and database != ":memory:":
+            _ensure_wal(database)
         engine = create_engine(parsed, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
         _sqlite_setup(engine)
         return engine
