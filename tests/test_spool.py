@@ -318,3 +318,37 @@ def test_damage_before_only_uncommitted_records_is_cut_after_keeping_a_copy(
     assert (spool_dir / "damaged" / f"{path.name}.before-repair").read_bytes() == original
     for ptr in pointers[:3]:
         read_record(catalog, store, ptr.record_id)
+
+
+def test_warcio_index_of_the_stored_file_agrees_with_the_catalog_pointers(
+    catalog: Catalog, store: LocalStore, spool: Spool
+) -> None:
+    w = WarcWriter(spool.directory, PARTITION, INFO)
+    for n in range(3):
+        page = _exchange(w, n)
+        w.sync()
+        _commit(catalog, page)
+    row = spool.store_closed(w.close())
+    index = subprocess.run(
+        [WARCIO, "index", "-f", "warc-record-id,offset,length,warc-type", store.root / row.key],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    by_warcio = {}
+    for line in index.stdout.splitlines():
+        entry = json.loads(line)
+        by_warcio[entry["warc-record-id"]] = (
+            int(entry["offset"]),
+            int(entry["length"]),
+            entry["warc-type"],
+        )
+    with catalog.session() as s:
+        by_catalog = {
+            r.record_id: (r.offset, r.length, r.warc_type)
+            for r in s.scalars(select(WarcRecord).where(WarcRecord.file_id == row.id))
+        }
+    assert len(by_catalog) == 9
+    # Every committed pointer is exactly where warcio finds the record; warcio also sees warcinfo.
+    assert {k: by_warcio[k] for k in by_catalog} == by_catalog
+    assert [v[2] for k, v in by_warcio.items() if k not in by_catalog] == ["warcinfo"]
