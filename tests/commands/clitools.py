@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -25,6 +26,7 @@ from typing import IO
 import pytest
 from sqlalchemy.engine import make_url
 
+from archiver import logging as archiver_logging
 from archiver.catalog import Catalog
 from archiver.cli import main
 from archiver.store import LocalStore
@@ -154,8 +156,18 @@ class Workspace:
             monkeypatch.setenv(name, value)
         monkeypatch.chdir(self.cwd)
         capsys.readouterr()
-        with pytest.raises(SystemExit) as exited:
-            main(["--config", str(self.config), *args])
+        # `run` configures logging onto the captured stderr; undo that afterwards.
+        root = logging.getLogger()
+        handlers, level = list(root.handlers), root.level
+        monkeypatch.setattr(archiver_logging, "_handler", archiver_logging._handler)
+        try:
+            with pytest.raises(SystemExit) as exited:
+                main(["--config", str(self.config), *args])
+        finally:
+            for handler in root.handlers[:]:
+                if handler not in handlers:
+                    root.removeHandler(handler)
+            root.setLevel(level)
         out, err = capsys.readouterr()
         code = exited.value.code
         return Outcome(code if isinstance(code, int) else 1, out, err)
