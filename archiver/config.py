@@ -395,6 +395,12 @@ def _catalog_url(value: Any, info: ValidationInfo) -> str:
             "not a SQLAlchemy database URL; expected e.g. 'sqlite:///var/catalog.sqlite3' or "
             "'postgresql+psycopg://archiver@db.example.org/archiver'",
         ) from None
+    if url.get_backend_name() not in ("sqlite", "postgresql"):
+        raise PydanticCustomError(
+            "catalog_url",
+            f"catalog database {url.get_backend_name()!r} is not supported; "
+            "use sqlite or postgresql",
+        )
     if url.password is not None:
         raise PydanticCustomError(
             "catalog_url",

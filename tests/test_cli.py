@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import pwd
+import re
 import socket
 import subprocess
 from pathlib import Path
@@ -220,11 +221,14 @@ def test_relative_paths_resolve_next_to_the_config_not_the_working_directory(
 UNSUPPORTED = "catalog database 'mysql' is not supported; use sqlite or postgresql"
 
 
-def test_a_catalog_url_of_an_unsupported_database_exits_4_clearly(tmp_path: Path) -> None:
+def test_a_catalog_url_of_an_unsupported_database_is_a_config_error_naming_the_line(
+    tmp_path: Path,
+) -> None:
     ws = make_workspace(tmp_path, catalog_url="mysql://archiver@localhost/archiver")
     result = ws.archiver("run")
-    assert result.returncode == CatalogError.exit_code == 4, describe(result)
+    assert result.returncode == ConfigError.exit_code == 3, describe(result)
     assert UNSUPPORTED in result.stderr
+    assert re.search(r"config\.toml:\d+: catalog\.url", result.stderr), result.stderr
     assert_no_traceback(result.stderr)
     assert not (tmp_path / "var").exists()
 
@@ -238,7 +242,7 @@ def test_every_command_refuses_an_unsupported_database(
 ) -> None:
     ws = make_workspace(tmp_path, catalog_url="mysql://archiver@localhost/archiver")
     result = ws.in_process(capsys, monkeypatch, *command)
-    assert result.returncode == 4, describe(result)
+    assert result.returncode == 3, describe(result)
     assert UNSUPPORTED in result.stderr
     assert_no_traceback(result.stderr)
 
