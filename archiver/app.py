@@ -17,7 +17,7 @@ from archiver import __version__, audit
 from archiver.catalog import Catalog, require_current
 from archiver.config import Config, LocalStoreSettings, load_config
 from archiver.errors import ArchiverError, PermissionDenied
-from archiver.identity import DEFAULT_SERVICE_USERS, Actor, current_actor
+from archiver.identity import DEFAULT_SERVICE_USERS, Actor, current_actor, roles_for
 from archiver.store import LocalStore, Store
 from archiver.warc import WarcInfo
 
@@ -98,7 +98,7 @@ class App:
         if not role_map:
             return
         actor = self.actor
-        held = set(self.config.roles_of(actor.groups))
+        held = set(roles_for(actor, role_map))
         if not actor.via_sudo and actor.user in ("root", *DEFAULT_SERVICE_USERS):
             held.add("admin")
         if held & {*allowed, "admin"}:

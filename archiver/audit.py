@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -25,7 +24,7 @@ from sqlalchemy.orm import Session
 from archiver.catalog.db import Catalog
 from archiver.catalog.models import AuditEntry
 from archiver.errors import IntegrityError
-from archiver.store.base import Store
+from archiver.store.base import Store, put_bytes
 
 GENESIS = "0" * 64
 ANCHOR_PREFIX = "control/audit/"
@@ -80,9 +79,7 @@ def append(
     """
     if session.get_bind().dialect.name == "postgresql":
         session.execute(select(func.pg_advisory_xact_lock(_PG_AUDIT_LOCK)))
-    last = session.execute(
-        select(AuditEntry.seq, AuditEntry.hash).order_by(AuditEntry.seq.desc()).limit(1)
-    ).first()
+    last = head(session)
     seq, prev = (last[0] + 1, last[1]) if last else (1, GENESIS)
     # Timestamps are cut to microseconds, the precision both databases keep.
     at = clock().astimezone(UTC)
@@ -138,13 +135,7 @@ def anchor_head(
         {"seq": seq, "hash": digest, "anchored_at": clock().isoformat(), "node": node},
         sort_keys=True,
     ).encode()
-    with tempfile.NamedTemporaryFile(prefix="audit-anchor-", dir=tmp_dir, delete=False) as tmp:
-        tmp.write(body)
-        path = Path(tmp.name)
-    try:
-        store.put(key, path, hashlib.sha256(body).hexdigest())
-    finally:
-        path.unlink(missing_ok=True)
+    put_bytes(store, key, body, tmp_dir=tmp_dir)
     return key
 
 

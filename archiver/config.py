@@ -685,10 +685,6 @@ class Config(_Settings):
         known = ", ".join(a.id for a in self.accounts) or "none are configured"
         raise ConfigError(f"no account {account_id!r} in the configuration (accounts: {known})")
 
-    def roles_of(self, groups: Iterable[str]) -> frozenset[Role]:
-        """The roles that membership in ``groups`` grants (nothing is implied)."""
-        return frozenset(self.roles[g] for g in groups if g in self.roles)
-
 
 # --- loading -------------------------------------------------------------------------------
 

@@ -8,12 +8,10 @@ which :meth:`Spool.recover` does at start for everything a crash left behind.
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import json
 import os
 import shutil
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -26,7 +24,7 @@ from archiver.catalog.models import StoredFile, WarcRecord
 from archiver.errors import ArchiverError, IntegrityError, StoreError
 from archiver.layout import ObjectKind, sidecar_key
 from archiver.logging import get_logger
-from archiver.store.base import ObjectInfo, Store
+from archiver.store.base import ObjectInfo, Store, put_bytes
 from archiver.warc import SIDECAR_SUFFIX, read_sidecar
 from archiver.warc_records import ClosedWarc, RecordPointer
 from archiver.warc_recovery import CLOSED_SUFFIX, OPEN_SUFFIX, finalize_warc, repair_warc, scan_warc
@@ -162,19 +160,9 @@ class Spool:
             sort_keys=True,
             indent=1,
         ).encode()
-        digest = hashlib.sha256(body).hexdigest()
         target = sidecar_key(key)
-        if self.store.exists(target):
-            return
-        with tempfile.NamedTemporaryFile(
-            dir=self.directory, prefix=".sidecar-", delete=False
-        ) as tmp:
-            tmp.write(body)
-            path = Path(tmp.name)
-        try:
-            self.store.put(target, path, digest)
-        finally:
-            path.unlink(missing_ok=True)
+        if not self.store.exists(target):
+            put_bytes(self.store, target, body, tmp_dir=self.directory)
 
     def _remove(self, *paths: Path) -> None:
         for path in paths:
@@ -286,19 +274,20 @@ class Spool:
             )
         return last is not None and last > offset
 
-    def _keep_copy(self, path: Path, why: str) -> None:
+    def _damaged_dir(self) -> Path:
         damaged = self.directory / DAMAGED_DIR
         damaged.mkdir(exist_ok=True, mode=0o750)
-        target = damaged / f"{path.name}.before-repair"
+        return damaged
+
+    def _keep_copy(self, path: Path, why: str) -> None:
+        target = self._damaged_dir() / f"{path.name}.before-repair"
         shutil.copy2(path, target)
         log.error(
             "damaged spool file copied before repair", path=str(path), copy=str(target), reason=why
         )
 
     def _set_aside(self, path: Path, why: str) -> str:
-        damaged = self.directory / DAMAGED_DIR
-        damaged.mkdir(exist_ok=True, mode=0o750)
-        target = damaged / path.name
+        target = self._damaged_dir() / path.name
         shutil.move(path, target)
         log.error("spool file set aside", path=str(path), moved_to=str(target), reason=why)
         return str(target)

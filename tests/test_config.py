@@ -29,6 +29,7 @@ from archiver.config import (
     parse_size,
 )
 from archiver.errors import ConfigError
+from archiver.identity import Actor, roles_for
 from archiver.tomlpos import key_lines, locate
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -80,7 +81,8 @@ def test_example_loads_into_a_working_local_setup(monkeypatch: pytest.MonkeyPatc
         "city-attorney": "legal",
         "archiver-admins": "admin",
     }
-    assert config.roles_of(["archivists", "users"]) == {"officer"}
+    ann = Actor(user="ann", uid=1001, groups=("archivists", "users"))
+    assert roles_for(ann, config.roles) == {"officer"}
 
 
 # A commented-out line of TOML in the example: `# [table]` or `# key = value`. Prose comments

@@ -11,6 +11,8 @@ raises :class:`~archiver.errors.RetentionError` while an object is retained or h
 from __future__ import annotations
 
 import builtins
+import hashlib
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -93,3 +95,14 @@ class Store(Protocol):
     def describe(self) -> str:
         """A one-line, secret-free description for logs and ``status`` (``file:///srv/...``)."""
         ...
+
+
+def put_bytes(store: Store, key: str, data: bytes, *, tmp_dir: Path | None = None) -> ObjectInfo:
+    """Store a small object held in memory (layout version, sidecars, audit anchors)."""
+    with tempfile.NamedTemporaryFile(prefix=".put-", dir=tmp_dir, delete=False) as tmp:
+        tmp.write(data)
+        path = Path(tmp.name)
+    try:
+        return store.put(key, path, hashlib.sha256(data).hexdigest())
+    finally:
+        path.unlink(missing_ok=True)

@@ -8,14 +8,11 @@ whose version this code does not know is refused rather than misread.
 
 from __future__ import annotations
 
-import hashlib
 import json
-import tempfile
-from pathlib import Path
 from typing import Any
 
 from archiver.errors import LayoutVersionError, StoreError
-from archiver.store.base import LAYOUT_KEY, LAYOUT_VERSION, Store
+from archiver.store.base import LAYOUT_KEY, LAYOUT_VERSION, Store, put_bytes
 
 #: The document is tiny; anything much larger is not a layout-version object.
 _MAX_BYTES = 64 * 1024
@@ -52,11 +49,7 @@ def ensure_layout(store: Store, *, create: bool) -> int:
 
 def _write(store: Store) -> None:
     body = json.dumps({"layout": LAYOUT_VERSION, "written_by": "city-archiver"}) + "\n"
-    data = body.encode("utf-8")
-    with tempfile.TemporaryDirectory(prefix="archiver-layout-") as tmp:
-        source = Path(tmp) / LAYOUT_KEY
-        source.write_bytes(data)
-        store.put(LAYOUT_KEY, source, hashlib.sha256(data).hexdigest())
+    put_bytes(store, LAYOUT_KEY, body.encode("utf-8"))
 
 
 def _parse(raw: bytes, store: Store) -> int:
