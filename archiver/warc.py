@@ -409,12 +409,7 @@ class WarcWriter:
             if self._state == "closed":
                 raise WriterClosedError(f"WARC file {self.path.name} is already closed")
             broken = self._state
-            try:
-                self._sink.flush()
-                os.fsync(self._sink.fd)
-            finally:
-                os.close(self._sink.fd)
-                self._state = "closed"
+            self._shut()
             if broken is not None:
                 raise IntegrityError(f"WARC file {self.path.name} is {broken}; left for recovery")
             return finalize_warc(
@@ -427,11 +422,14 @@ class WarcWriter:
     def abandon(self) -> None:
         """Sync and close without verifying or renaming; the ``.open`` file is left for recovery."""
         with self._lock:
-            if self._state == "closed":
-                return
-            try:
-                self._sink.flush()
-                os.fsync(self._sink.fd)
-            finally:
-                os.close(self._sink.fd)
-                self._state = "closed"
+            if self._state != "closed":
+                self._shut()
+
+    def _shut(self) -> None:
+        """Flush, fsync and close the file descriptor; the writer is closed whatever happens."""
+        try:
+            self._sink.flush()
+            os.fsync(self._sink.fd)
+        finally:
+            os.close(self._sink.fd)
+            self._state = "closed"
