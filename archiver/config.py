@@ -542,6 +542,22 @@ class WarcSettings(_Settings):
     max_media_bytes: ByteCount = 4 * 1024**3
 
 
+class HttpSettings(_Settings):
+    """``[http]``: how the archiving HTTP client talks to platforms."""
+
+    user_agent: NonEmptyStr = "city-archiver (public-records archiving; +https://github.com/)"
+    timeout: Duration = timedelta(seconds=30)
+    max_retries: int = Field(default=5, ge=0, le=20)
+    max_wait: Duration = timedelta(minutes=15)
+
+
+class ParquetSettings(_Settings):
+    """``[parquet]``: when pending item rows are rolled into a Parquet file."""
+
+    min_rows: int = Field(default=5000, ge=1)
+    max_age: Duration = timedelta(days=1)
+
+
 class LoggingSettings(_Settings):
     """``[logging]``: log level and format."""
 
@@ -581,6 +597,9 @@ class AccountSettings(_Settings):
     credentials: dict[NonEmptyStr, SecretRef] = Field(default_factory=dict)
     rescan_days: int = Field(default=14, ge=0)
     full_walk_days: int = Field(default=30, ge=1)
+    api_base: str | None = None
+    archive: ConfigPath | None = None
+    options: dict[NonEmptyStr, str | int | bool] = Field(default_factory=dict)
 
     @field_validator("platform")
     @classmethod
@@ -593,6 +612,17 @@ class AccountSettings(_Settings):
                 {"platform": value},
             )
         return value
+
+    @field_validator("api_base")
+    @classmethod
+    def _api_base(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"https?://[^\s/@?#]+(/[^\s?#]*)?", value):
+            raise PydanticCustomError(
+                "api_base",
+                "expected the platform's http(s) base URL such as 'https://mastodon.social', "
+                "without credentials, query or fragment",
+            )
+        return None if value is None else value.rstrip("/")
 
     @field_validator("schedule")
     @classmethod
@@ -615,7 +645,7 @@ class AccountSettings(_Settings):
 
 # --- the whole file ------------------------------------------------------------------------
 
-_SECTIONS = ("catalog", "store", "spool", "warc", "logging")
+_SECTIONS = ("catalog", "store", "spool", "warc", "http", "parquet", "logging")
 
 
 class _Problems(ConfigError):
@@ -636,6 +666,8 @@ class Config(_Settings):
     store: StoreSettings = Field(default_factory=LocalStoreSettings)
     spool: SpoolSettings = Field(default_factory=SpoolSettings)
     warc: WarcSettings = Field(default_factory=WarcSettings)
+    http: HttpSettings = Field(default_factory=HttpSettings)
+    parquet: ParquetSettings = Field(default_factory=ParquetSettings)
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
     roles: dict[GroupName, Role] = Field(default_factory=dict)
     accounts: list[AccountSettings] = Field(default_factory=list)

@@ -16,6 +16,13 @@ its message and its exit code, never a traceback.
   - ``IntegrityError`` (exit 90): a digest or a hash chain does not match what was
     recorded. Data may be damaged; nothing is changed.
   - ``PermissionDenied`` (exit 8): the caller's role does not allow the command.
+  - ``CaptureError`` (exit 10): a capture could not finish; the run is recorded incomplete.
+    - ``RateLimitedError``: the platform kept refusing for rate limits past our patience.
+    - ``PlatformUnavailableError``: 5xx or network failures persisted past the retries.
+    - ``MalformedResponseError``: the platform answered something we cannot parse.
+    - ``ConnectorNotFoundError``: no installed connector for the account's platform.
+  - ``ExportArchiveError`` (exit 11): an export archive is unsafe or unreadable (zip slip,
+    links, size bombs); nothing from it is imported.
 """
 
 from __future__ import annotations
@@ -86,3 +93,35 @@ class PermissionDenied(ArchiverError):
     """The calling user's role does not allow this command."""
 
     exit_code = 8
+
+
+class CaptureError(ArchiverError):
+    """A capture run could not finish; what it committed stays, the run is incomplete."""
+
+    exit_code = 10
+
+
+class RateLimitedError(CaptureError):
+    """The platform's rate limit outlasted the retry budget."""
+
+    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class PlatformUnavailableError(CaptureError):
+    """Server errors or network failures persisted past the retries."""
+
+
+class MalformedResponseError(CaptureError):
+    """The platform's answer is not what its API documents."""
+
+
+class ConnectorNotFoundError(CaptureError):
+    """No connector is installed for the platform."""
+
+
+class ExportArchiveError(ArchiverError):
+    """An export archive is unsafe or unreadable; nothing from it was imported."""
+
+    exit_code = 11
