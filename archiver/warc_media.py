@@ -123,3 +123,41 @@ def spool_response(
         record_id,
     )  # fmt: skip
     return SpooledResponse(record, spool, size)
+
+
+def spool_resource(
+    target_uri: str,
+    content_type: str,
+    body: BinaryIO | Iterable[bytes],
+    *,
+    max_bytes: int,
+    tmp_dir: Path | None = None,
+    refers_to: str | None = None,
+    date: datetime | None = None,
+) -> SpooledResponse:
+    """Like :func:`spool_response`, for a ``resource`` record (an export archive's media).
+
+    A resource has no HTTP head, so its block is its payload: one digest serves both.
+    """
+    digest = warc_records.new_sha256()
+    spool: BinaryIO = tempfile.TemporaryFile(dir=tmp_dir)  # noqa: SIM115 - owned by the result
+    size = 0
+    try:
+        for chunk in _chunks(body, _CHUNK):
+            size += len(chunk)
+            if size > max_bytes:
+                raise PayloadTooLargeError(
+                    f"{target_uri} is larger than the {max_bytes}-byte limit; it was not archived"
+                )
+            digest.update(chunk)
+            spool.write(chunk)
+        spool.flush()
+    except BaseException:
+        spool.close()
+        raise
+    label = digest_label(digest)
+    links = link_headers(refers_to=refers_to)
+    record = make_record(
+        "resource", target_uri, content_type, b"", spool, size, (label, label), links, date, None
+    )
+    return SpooledResponse(record, spool, size)

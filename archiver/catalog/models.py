@@ -64,6 +64,8 @@ class Account(Base):
     status: Mapped[str] = mapped_column(String(32), default="unknown")
     created_at: Mapped[datetime]
     last_success_at: Mapped[datetime | None]
+    last_full_walk_at: Mapped[datetime | None]
+    status_reason: Mapped[str | None] = mapped_column(Text)
 
 
 class CaptureRun(Base):
@@ -148,6 +150,10 @@ class Item(Base):
     platform_item_id: Mapped[str] = mapped_column(String(256))
     kind: Mapped[str] = mapped_column(String(32))
     parent_id: Mapped[int | None] = mapped_column(ForeignKey("items.id"), index=True)
+    # The platform's ids as given, which may name items not (yet) captured.
+    platform_parent_id: Mapped[str | None] = mapped_column(String(256))
+    thread_id: Mapped[str | None] = mapped_column(String(256), index=True)
+    partition: Mapped[str] = mapped_column(String(400), default="")
     series: Mapped[str] = mapped_column(String(128))
     permalink: Mapped[str | None] = mapped_column(Text)
     author: Mapped[str | None] = mapped_column(String(512))
@@ -156,7 +162,11 @@ class Item(Base):
     last_seen_at: Mapped[datetime]
     # "present", "edited", "hidden", "deleted"
     state: Mapped[str] = mapped_column(String(16), default="present")
+    state_changed_at: Mapped[datetime | None]
     text: Mapped[str | None] = mapped_column(Text)
+    edited_at: Mapped[datetime | None]
+    content_sha256: Mapped[str | None] = mapped_column(String(SHA256_HEX))
+    versions: Mapped[int] = mapped_column(Integer, default=0)
 
 
 class ItemVersion(Base):
@@ -176,6 +186,24 @@ class ItemVersion(Base):
     warc_offset: Mapped[int] = mapped_column(BigInteger)
     warc_length: Mapped[int] = mapped_column(BigInteger)
     warc_record_id: Mapped[str] = mapped_column(String(64))
+    partition: Mapped[str] = mapped_column(String(400), default="")
+    # The Parquet file that holds this version's row; None while it waits to be rolled.
+    parquet_file_id: Mapped[str | None] = mapped_column(String(FILE_ID), index=True)
+
+
+class ItemMedia(Base):
+    """Which media an item version carries, in order, with what the platform said of it."""
+
+    __tablename__ = "item_media"
+
+    version_id: Mapped[int] = mapped_column(ForeignKey("item_versions.id"), primary_key=True)
+    position: Mapped[int] = mapped_column(Integer, primary_key=True)
+    media_id: Mapped[int | None] = mapped_column(ForeignKey("media.id"), index=True)
+    platform_media_id: Mapped[str | None] = mapped_column(String(256))
+    alt_text: Mapped[str | None] = mapped_column(Text)
+    # "stored", "too_large", "failed" (why the bytes are missing, when they are)
+    status: Mapped[str] = mapped_column(String(16))
+    detail: Mapped[str | None] = mapped_column(Text)
 
 
 class Media(Base):

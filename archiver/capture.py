@@ -1,0 +1,624 @@
+"""One capture run of one account: connector → archiving client → WARC → catalog.
+
+The write order of the DESIGN holds for every page: the records of the page (the raw
+exchanges, the media, the item versions, state changes) are appended and fsynced, and only
+then are the page's catalog rows committed, with the connector's checkpoint, in one
+transaction that also checks the account lease. A run interrupted anywhere resumes from its
+last committed page; records written after it are orphans that the next run writes again.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from archiver import lease
+from archiver.catalog.db import Catalog
+from archiver.catalog.models import (
+    Account,
+    CaptureRun,
+    ItemMedia,
+    ItemVersion,
+)
+from archiver.catalog.models import (
+    Checkpoint as CheckpointRow,
+)
+from archiver.catalog.models import (
+    Item as ItemRow,
+)
+from archiver.catalog.records import register_records
+from archiver.changes import Change, Decision, Known, decide, state_after
+from archiver.config import AccountSettings, Config
+from archiver.connector import (
+    AccountInfo,
+    AccountState,
+    CapturePlan,
+    Checkpoint,
+    Item,
+    ItemKind,
+    ItemStatus,
+    canonical_json,
+)
+from archiver.errors import ArchiverError, CaptureError
+from archiver.layout import Partition, period_of
+from archiver.logging import get_logger
+from archiver.media import MediaFetcher, StoredMedia
+from archiver.plugins import load_connector
+from archiver.spool import Spool
+from archiver.store.base import Store
+from archiver.warc import WarcInfo
+from archiver.warc_pool import WriterPool
+from archiver.warc_records import RecordPointer, WarcRecord, conversion_record, metadata_record
+
+log = get_logger(__name__)
+
+Clock = Callable[[], datetime]
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(slots=True)
+class RunStats:
+    pages: int = 0
+    items_seen: int = 0
+    new: int = 0
+    unchanged: int = 0
+    edited: int = 0
+    hidden: int = 0
+    unhidden: int = 0
+    reappeared: int = 0
+    deleted: int = 0
+    checks_unknown: int = 0
+    media_stored: int = 0
+    media_revisits: int = 0
+    media_failed: int = 0
+    media_too_large: int = 0
+
+    def count(self, change: Change) -> None:
+        setattr(self, change.value, getattr(self, change.value) + 1)
+
+    def as_dict(self) -> dict[str, int]:
+        return {name: getattr(self, name) for name in self.__slots__}
+
+
+@dataclass(frozen=True, slots=True)
+class RunResult:
+    run_id: int
+    account: str
+    status: str  # "complete", "incomplete", "unavailable", "failed"
+    reason: str | None
+    stats: dict[str, int]
+
+
+class PageSink:
+    """Where the client's exchange records go: the capture-month partition, collected per page."""
+
+    def __init__(self, pool: WriterPool, partition: Partition) -> None:
+        self._pool = pool
+        self.partition = partition
+        self.pointers: list[RecordPointer] = []
+
+    def append(self, record: WarcRecord) -> RecordPointer:
+        pointer = self._pool.append(self.partition, record)
+        self.pointers.append(pointer)
+        return pointer
+
+    def take(self) -> list[RecordPointer]:
+        taken, self.pointers = self.pointers, []
+        return taken
+
+
+@dataclass(slots=True)
+class _Observed:
+    """An item of the current page, with what was written for it."""
+
+    item: Item
+    partition: Partition
+    decision: Decision
+    version: RecordPointer | None = None
+    state_note: RecordPointer | None = None
+    media: list[StoredMedia] = field(default_factory=list)
+
+
+class CaptureRunner:
+    """Runs captures for the accounts of one configuration."""
+
+    def __init__(
+        self,
+        config: Config,
+        catalog: Catalog,
+        store: Store,
+        warc_info: WarcInfo,
+        *,
+        clock: Clock = _utcnow,
+        client_factory: Callable[..., Any] | None = None,
+    ) -> None:
+        self.config = config
+        self.catalog = catalog
+        self.store = store
+        self.warc_info = warc_info
+        self.clock = clock
+        self._client_factory = client_factory
+        self.spool = Spool(config.spool.path, store, catalog, max_bytes=config.spool.max_bytes)
+
+    # -- the run ---------------------------------------------------------------------------
+
+    def capture(
+        self,
+        account_id: str,
+        *,
+        full_walk: bool | None = None,
+        progress: Callable[[RunStats], None] | None = None,
+    ) -> RunResult:
+        settings = self.config.account(account_id)
+        self.spool.prepare()
+        self.spool.check_space()
+        now = self.clock()
+        holder = f"{self.config.archiver.node}:{os.getpid()}"
+        self._ensure_account(settings, now)
+        generation = lease.acquire(self.catalog, settings.id, holder, now)
+        run_id = self._start_run(settings.id, generation, now)
+        pool = WriterPool(
+            self.config.spool.path,
+            self.warc_info,
+            max_size=self.config.warc.rotate_size,
+            max_idle=self.config.warc.rotate_idle.total_seconds(),
+            clock=self.clock,
+        )
+        run = _Run(self, settings, run_id, generation, pool, progress)
+        status: str = "failed"
+        reason: str | None = "the run did not finish"
+        try:
+            status, reason = run.execute(full_walk)
+        except CaptureError as exc:
+            status, reason = "incomplete", str(exc)
+            log.warning("capture incomplete", account=settings.id, run_id=run_id, reason=reason)
+        except ArchiverError as exc:
+            status, reason = "failed", str(exc)
+            log.error("capture failed", account=settings.id, run_id=run_id, reason=reason)
+            raise
+        finally:
+            self._finish(run, status, reason)
+            lease.release(self.catalog, settings.id, generation)
+        return RunResult(run_id, settings.id, status, reason, run.stats.as_dict())
+
+    def _ensure_account(self, settings: AccountSettings, now: datetime) -> None:
+        with self.catalog.session() as s:
+            row = s.get(Account, settings.id)
+            if row is None:
+                s.add(
+                    Account(
+                        id=settings.id,
+                        platform=settings.platform,
+                        handle=settings.handle,
+                        platform_id=settings.platform_id,
+                        department=settings.department,
+                        series=settings.series,
+                        enabled=settings.enabled,
+                        created_at=now,
+                        status="unknown",
+                    )
+                )
+
+    def _start_run(self, account_id: str, generation: int, now: datetime) -> int:
+        with self.catalog.session() as s:
+            run = CaptureRun(
+                account_id=account_id,
+                node=self.config.archiver.node,
+                started_at=now,
+                status="running",
+                lease_generation=generation,
+                stats={},
+            )
+            s.add(run)
+            s.flush()
+            return run.id
+
+    def _finish(self, run: _Run, status: str, reason: str | None) -> None:
+        closed_ok = True
+        try:
+            for closed in run.pool.close_all():
+                self.spool.store_closed(closed)
+        except ArchiverError as exc:
+            closed_ok = False
+            log.error("closing the run's WARC files failed; they stay in the spool", error=str(exc))
+        with self.catalog.session() as s:
+            row = s.get(CaptureRun, run.run_id)
+            assert row is not None
+            row.finished_at = self.clock()
+            row.status = status
+            row.reason = (
+                reason if closed_ok else f"{reason or ''}; WARC files left in the spool".strip("; ")
+            )
+            row.stats = run.stats.as_dict()
+            acct = s.get(Account, run.settings.id)
+            if acct is not None and status == "complete":
+                acct.last_success_at = row.finished_at
+                if run.full_walk:
+                    acct.last_full_walk_at = row.started_at
+
+
+class _Run:
+    """The state of one run; the page loop and its commits."""
+
+    def __init__(
+        self,
+        runner: CaptureRunner,
+        settings: AccountSettings,
+        run_id: int,
+        generation: int,
+        pool: WriterPool,
+        progress: Callable[[RunStats], None] | None,
+    ) -> None:
+        self.runner = runner
+        self.settings = settings
+        self.run_id = run_id
+        self.generation = generation
+        self.pool = pool
+        self.progress = progress
+        self.stats = RunStats()
+        self.full_walk = False
+        self.seen: set[str] = set()
+        self.captured_at = runner.clock()
+        self.exchange_partition = Partition(
+            settings.series, settings.id, period_of(self.captured_at)
+        )
+        self.sink = PageSink(pool, self.exchange_partition)
+
+    @property
+    def catalog(self) -> Catalog:
+        return self.runner.catalog
+
+    def execute(self, full_walk: bool | None) -> tuple[str, str | None]:
+        connector_cls = load_connector(self.settings.platform)
+        info = AccountInfo(
+            id=self.settings.id,
+            platform=self.settings.platform,
+            handle=self.settings.handle,
+            platform_id=self.settings.platform_id,
+            api_base=self.settings.api_base,
+            options=dict(self.settings.options),
+            credentials=dict(self.settings.credentials),
+        )
+        source = self.runner._make_client(connector_cls, self.settings, self.sink)
+        connector = connector_cls(info, source)
+        self.media = MediaFetcher(self.runner.config, self.catalog, self.pool, source)
+        checkpoint, plan = self._plan(connector_cls, full_walk)
+        status = connector.check_account()
+        self._record_account_status(status)
+        if status.state is AccountState.UNAVAILABLE:
+            return "unavailable", f"account unavailable: {status.reason or 'no reason given'}"
+        page: list[Item] = [status.profile] if status.profile is not None else []
+        for out in connector.capture(checkpoint, plan):
+            if isinstance(out, Checkpoint):
+                self._commit_page(page, out)
+                page = []
+            else:
+                page.append(out)
+        if page:
+            self._commit_page(page, None)
+        self._check_missing(connector, plan)
+        return "complete", None
+
+    def _plan(
+        self, connector_cls: Any, full_walk: bool | None
+    ) -> tuple[Checkpoint | None, CapturePlan]:
+        now = self.captured_at
+        with self.catalog.session() as s:
+            acct = s.get(Account, self.settings.id)
+            last_walk = acct.last_full_walk_at if acct is not None else None
+            row = s.scalars(
+                select(CheckpointRow)
+                .where(CheckpointRow.account_id == self.settings.id)
+                .order_by(CheckpointRow.id.desc())
+                .limit(1)
+            ).first()
+            threads: list[str] = []
+            if self.settings.rescan_days > 0:
+                since = now - timedelta(days=self.settings.rescan_days)
+                threads = list(
+                    s.scalars(
+                        select(ItemRow.platform_item_id)
+                        .where(
+                            ItemRow.account_id == self.settings.id,
+                            ItemRow.kind == ItemKind.POST.value,
+                            ItemRow.state != "deleted",
+                            ItemRow.created_at >= since,
+                        )
+                        .order_by(ItemRow.created_at.desc())
+                    )
+                )
+        checkpoint = None
+        if row is not None and row.version == getattr(connector_cls, "checkpoint_version", None):
+            checkpoint = Checkpoint(version=row.version, state=row.state, stream=row.stream)
+        if full_walk is None:
+            full_walk = last_walk is None or now - last_walk >= timedelta(
+                days=self.settings.full_walk_days
+            )
+        self.full_walk = full_walk
+        return checkpoint, CapturePlan(rescan_threads=tuple(threads), full_walk=full_walk)
+
+    def _record_account_status(self, status: Any) -> None:
+        evidence_note = None
+        if status.state is AccountState.UNAVAILABLE:
+            body = canonical_json(
+                {
+                    "account": self.settings.id,
+                    "state": status.state.value,
+                    "reason": status.reason,
+                    "seen_at": self.captured_at.isoformat(),
+                }
+            )
+            evidence_note = self.sink.append(
+                metadata_record(
+                    f"urn:archiver:account:{self.settings.id}", body, refers_to=status.evidence
+                )
+            )
+        self.pool.sync()
+        with self.catalog.session() as s:
+            register_records(s, self.sink.take(), run_id=self.run_id)
+            acct = s.get(Account, self.settings.id)
+            assert acct is not None
+            acct.status = "ok" if status.state is AccountState.REACHABLE else "unavailable"
+            acct.status_reason = status.reason
+            lease.fence(s, self.settings.id, self.generation, self.runner.clock())
+        del evidence_note
+
+    # -- one page ------------------------------------------------------------------------
+
+    def _commit_page(self, items: list[Item], checkpoint: Checkpoint | None) -> None:
+        known = self._known(items)
+        observed: list[_Observed] = []
+        item_pointers: list[RecordPointer] = []
+        for item in items:
+            self.seen.add(item.item_id)
+            self.stats.items_seen += 1
+            prior = known.get(item.item_id)
+            decision = decide(item, prior[0] if prior is not None else None)
+            self.stats.count(decision.change)
+            partition = Partition(
+                self.settings.series,
+                self.settings.id,
+                period_of(item.created_at or self.captured_at),
+            )
+            obs = _Observed(item, partition, decision)
+            if decision.new_version:
+                obs.media = [self.media.store(ref, partition, self.stats) for ref in item.media]
+                version_no = known[item.item_id][1] + 1 if item.item_id in known else 1
+                doc = item.document(
+                    captured_at=self.captured_at, account=self.settings.id, version_no=version_no
+                )
+                doc["change"] = decision.change.value
+                doc["media_sha256"] = [m.sha256 for m in obs.media]
+                target = item.permalink or f"urn:archiver:item:{item.platform}:{item.item_id}"
+                obs.version = self.pool.append(
+                    partition,
+                    conversion_record(target, canonical_json(doc), refers_to=item.evidence),
+                )
+                item_pointers.append(obs.version)
+                if decision.change in (Change.HIDDEN, Change.UNHIDDEN, Change.REAPPEARED):
+                    obs.state_note = self.pool.append(
+                        partition,
+                        metadata_record(
+                            target,
+                            canonical_json(
+                                {
+                                    "item": item.item_id,
+                                    "change": decision.change.value,
+                                    "why": decision.why,
+                                    "seen_at": self.captured_at.isoformat(),
+                                    "moderation": item.moderation.value,
+                                }
+                            ),
+                            refers_to=obs.version.record_id,
+                        ),
+                    )
+                    item_pointers.append(obs.state_note)
+                item_pointers.extend(p for m in obs.media for p in m.pointers)
+            observed.append(obs)
+        self.pool.sync()  # the write order: records durable before the rows that point to them
+        with self.catalog.session() as s:
+            register_records(s, [*self.sink.take(), *item_pointers], run_id=self.run_id)
+            self._apply(s, observed, known)
+            if checkpoint is not None:
+                s.add(
+                    CheckpointRow(
+                        run_id=self.run_id,
+                        account_id=self.settings.id,
+                        stream=checkpoint.stream,
+                        version=checkpoint.version,
+                        state=dict(checkpoint.state),
+                        created_at=self.runner.clock(),
+                    )
+                )
+            run = s.get(CaptureRun, self.run_id)
+            assert run is not None
+            self.stats.pages += 1
+            run.stats = self.stats.as_dict()
+            lease.fence(s, self.settings.id, self.generation, self.runner.clock())
+        if self.progress is not None:
+            self.progress(self.stats)
+
+    def _known(self, items: list[Item]) -> dict[str, tuple[Known, int]]:
+        ids = [i.item_id for i in items]
+        if not ids:
+            return {}
+        with self.catalog.session() as s:
+            rows = s.execute(
+                select(
+                    ItemRow.platform_item_id,
+                    ItemRow.content_sha256,
+                    ItemRow.state,
+                    ItemRow.versions,
+                ).where(ItemRow.account_id == self.settings.id, ItemRow.platform_item_id.in_(ids))
+            ).all()
+        return {r[0]: (Known(r[1] or "", r[2]), r[3]) for r in rows}
+
+    def _apply(self, s: Session, observed: list[_Observed], known: dict[str, Any]) -> None:
+        now = self.captured_at
+        rows: dict[str, ItemRow] = {}
+        for obs in observed:
+            item = obs.item
+            row = s.scalars(
+                select(ItemRow).where(
+                    ItemRow.account_id == self.settings.id, ItemRow.platform_item_id == item.item_id
+                )
+            ).first()
+            if row is None:
+                row = ItemRow(
+                    account_id=self.settings.id,
+                    platform_item_id=item.item_id,
+                    kind=item.kind.value,
+                    series=self.settings.series,
+                    first_captured_at=now,
+                    versions=0,
+                    partition=obs.partition.name,
+                )
+                s.add(row)
+            row.last_seen_at = now
+            rows[item.item_id] = row
+            if obs.version is None:
+                continue
+            row.permalink = item.permalink
+            row.author = item.author_handle or item.author_name or item.author_id
+            row.created_at = item.created_at
+            row.edited_at = item.edited_at
+            row.text = item.text
+            row.platform_parent_id = item.parent_id
+            row.thread_id = item.thread_id
+            row.content_sha256 = item.content_sha256()
+            new_state = state_after(obs.decision.change, row.state)
+            if new_state != row.state:
+                row.state_changed_at = now
+            row.state = new_state
+            row.versions = (row.versions or 0) + 1
+            s.flush()
+            version = ItemVersion(
+                item_id=row.id,
+                version_no=row.versions,
+                content_sha256=row.content_sha256,
+                captured_at=now,
+                run_id=self.run_id,
+                change=obs.decision.change.value,
+                warc_file_id=obs.version.file_id,
+                warc_offset=obs.version.offset,
+                warc_length=obs.version.length,
+                warc_record_id=obs.version.record_id,
+                partition=obs.partition.name,
+            )
+            s.add(version)
+            s.flush()
+            for position, (ref, media) in enumerate(zip(item.media, obs.media, strict=True)):
+                media_row = media.upsert(s, now)
+                s.add(
+                    ItemMedia(
+                        version_id=version.id,
+                        position=position,
+                        media_id=media_row.id if media_row is not None else None,
+                        platform_media_id=ref.media_id,
+                        alt_text=ref.alt_text,
+                        status=media.status,
+                        detail=media.detail,
+                    )
+                )
+        s.flush()
+        for item_id, row in rows.items():
+            if row.platform_parent_id and row.parent_id is None:
+                parent = s.scalars(
+                    select(ItemRow.id).where(
+                        ItemRow.account_id == self.settings.id,
+                        ItemRow.platform_item_id == row.platform_parent_id,
+                    )
+                ).first()
+                row.parent_id = parent
+            del item_id
+
+    # -- deletions -----------------------------------------------------------------------
+
+    def _check_missing(self, connector: Any, plan: CapturePlan) -> None:
+        """Items the run should have seen and did not: ask the platform about each one."""
+        with self.catalog.session() as s:
+            query = select(
+                ItemRow.platform_item_id, ItemRow.kind, ItemRow.partition, ItemRow.permalink
+            ).where(
+                ItemRow.account_id == self.settings.id,
+                ItemRow.state != "deleted",
+                ItemRow.kind.in_([ItemKind.POST.value, ItemKind.COMMENT.value]),
+            )
+            if not plan.full_walk:
+                if not plan.rescan_threads:
+                    return
+                query = query.where(
+                    ItemRow.kind == ItemKind.COMMENT.value,
+                    ItemRow.thread_id.in_(list(plan.rescan_threads)),
+                )
+            missing = [r for r in s.execute(query).all() if r[0] not in self.seen]
+        for item_id, kind, partition_name, permalink in missing:
+            check = connector.check_item(item_id, ItemKind(kind))
+            if check.status is not ItemStatus.NOT_FOUND:
+                if check.status is ItemStatus.UNKNOWN:
+                    self.stats.checks_unknown += 1
+                    log.info(
+                        "missing item could not be confirmed", item=item_id, detail=check.detail
+                    )
+                continue
+            partition = (
+                Partition.parse(partition_name) if partition_name else self.exchange_partition
+            )
+            target = permalink or f"urn:archiver:item:{self.settings.platform}:{item_id}"
+            note = self.pool.append(
+                partition,
+                metadata_record(
+                    target,
+                    canonical_json(
+                        {
+                            "item": item_id,
+                            "change": "deleted",
+                            "seen_at": self.captured_at.isoformat(),
+                            "why": "the platform answered item-level not-found",
+                            "detail": check.detail,
+                        }
+                    ),
+                    refers_to=check.evidence,
+                ),
+            )
+            self.pool.sync()
+            with self.catalog.session() as s:
+                register_records(s, [*self.sink.take(), note], run_id=self.run_id)
+                row = s.scalars(
+                    select(ItemRow).where(
+                        ItemRow.account_id == self.settings.id, ItemRow.platform_item_id == item_id
+                    )
+                ).one()
+                row.state = "deleted"
+                row.state_changed_at = self.captured_at
+                row.versions += 1
+                s.add(
+                    ItemVersion(
+                        item_id=row.id,
+                        version_no=row.versions,
+                        content_sha256=row.content_sha256 or "",
+                        captured_at=self.captured_at,
+                        run_id=self.run_id,
+                        change=Change.DELETED.value,
+                        warc_file_id=note.file_id,
+                        warc_offset=note.offset,
+                        warc_length=note.length,
+                        warc_record_id=note.record_id,
+                        partition=partition.name,
+                    )
+                )
+                lease.fence(s, self.settings.id, self.generation, self.runner.clock())
+            self.stats.deleted += 1
+        if self.sink.pointers:
+            self.pool.sync()
+            with self.catalog.session() as s:
+                register_records(s, self.sink.take(), run_id=self.run_id)
