@@ -28,6 +28,7 @@ TABLES = {
     "leases",
     "heartbeats",
     "audit_log",
+    "item_media",
 }
 
 
