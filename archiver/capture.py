@@ -45,11 +45,14 @@ from archiver.connector import (
     ItemStatus,
     canonical_json,
 )
-from archiver.errors import ArchiverError, CaptureError
+from archiver.errors import ArchiverError, CaptureError, ConfigError
+from archiver.exports import open_export
+from archiver.http import ArchivingHttpClient
 from archiver.layout import Partition, period_of
 from archiver.logging import get_logger
 from archiver.media import MediaFetcher, StoredMedia
 from archiver.plugins import load_connector
+from archiver.ratelimit import policy_for
 from archiver.spool import Spool
 from archiver.store.base import Store
 from archiver.warc import WarcInfo
@@ -139,14 +142,12 @@ class CaptureRunner:
         warc_info: WarcInfo,
         *,
         clock: Clock = _utcnow,
-        client_factory: Callable[..., Any] | None = None,
     ) -> None:
         self.config = config
         self.catalog = catalog
         self.store = store
         self.warc_info = warc_info
         self.clock = clock
-        self._client_factory = client_factory
         self.spool = Spool(config.spool.path, store, catalog, max_bytes=config.spool.max_bytes)
 
     # -- the run ---------------------------------------------------------------------------
@@ -186,9 +187,27 @@ class CaptureRunner:
             log.error("capture failed", account=settings.id, run_id=run_id, reason=reason)
             raise
         finally:
+            close = getattr(getattr(run, "source", None), "close", None)
+            if close is not None:
+                close()
             self._finish(run, status, reason)
             lease.release(self.catalog, settings.id, generation)
         return RunResult(run_id, settings.id, status, reason, run.stats.as_dict())
+
+    def _make_client(self, connector_cls: Any, settings: AccountSettings, sink: PageSink) -> Any:
+        """What the connector reads through: an archiving HTTP client or an export archive."""
+        if getattr(connector_cls, "source", "api") == "export":
+            if settings.archive is None:
+                raise ConfigError(
+                    f"accounts.{settings.id}: platform {settings.platform!r} imports an export "
+                    "archive; set `archive` to its path"
+                )
+            return open_export(settings.archive, sink=sink)
+        return ArchivingHttpClient(
+            sink,
+            policy=policy_for(getattr(connector_cls, "rate_limit", "default")),
+            settings=self.config.http,
+        )
 
     def _ensure_account(self, settings: AccountSettings, now: datetime) -> None:
         with self.catalog.session() as s:
@@ -289,6 +308,7 @@ class _Run:
             credentials=dict(self.settings.credentials),
         )
         source = self.runner._make_client(connector_cls, self.settings, self.sink)
+        self.source = source
         connector = connector_cls(info, source)
         self.media = MediaFetcher(self.runner.config, self.catalog, self.pool, source)
         checkpoint, plan = self._plan(connector_cls, full_walk)
@@ -495,7 +515,7 @@ class _Run:
             row.platform_parent_id = item.parent_id
             row.thread_id = item.thread_id
             row.content_sha256 = item.content_sha256()
-            new_state = state_after(obs.decision.change, row.state)
+            new_state = state_after(obs.decision.change, row.state, item.moderation)
             if new_state != row.state:
                 row.state_changed_at = now
             row.state = new_state

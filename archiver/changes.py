@@ -62,13 +62,18 @@ def decide(item: Item, known: Known | None) -> Decision:
     return Decision(Change.UNCHANGED, "same content as the last captured version")
 
 
-def state_after(change: Change, previous: str | None) -> str:
-    """The item's catalog state once ``change`` is recorded."""
-    return {
-        Change.NEW: "present",
-        Change.EDITED: "edited",
-        Change.HIDDEN: "hidden",
-        Change.UNHIDDEN: "present",
-        Change.REAPPEARED: "present",
-        Change.DELETED: "deleted",
-    }.get(change, previous or "present")
+def state_after(
+    change: Change, previous: str | None, moderation: Moderation = Moderation.VISIBLE
+) -> str:
+    """The item's catalog state once ``change`` is recorded.
+
+    An item first seen (or seen again) already hidden by the account is ``hidden`` from the
+    start: the state follows what the platform says, not only what changed.
+    """
+    if change is Change.UNCHANGED:
+        return previous or "present"
+    if change is Change.DELETED:
+        return "deleted"
+    if moderation in _NOT_SHOWN:
+        return "hidden"
+    return "edited" if change is Change.EDITED else "present"

@@ -185,8 +185,17 @@ class MediaFetcher:
     def _from_http(self, ref: MediaRef, partition: Partition, stats: Any) -> StoredMedia:
         assert ref.url is not None
         download = self.source.download(ref.url, max_bytes=self.max_bytes, tmp_dir=self.tmp_dir)
-        request = self.pool.append(partition, download.request)
-        return self._keep(ref, partition, download.response, [request], stats, ref.url)
+        # Redirect hops and failed attempts are evidence of this download too.
+        pointers = [self.pool.append(partition, record) for record in download.history]
+        pointers.append(self.pool.append(partition, download.request))
+        if not 200 <= download.status_code < 300:
+            with download.response as spooled:
+                pointers.append(self.pool.append(partition, spooled.record))
+            stats.media_failed += 1
+            detail = f"the platform answered HTTP {download.status_code}"
+            log.warning("media could not be fetched", media=ref.media_id, detail=detail)
+            return StoredMedia(ref, partition, "failed", detail=detail, pointers=pointers)
+        return self._keep(ref, partition, download.response, pointers, stats, ref.url)
 
     def _from_archive(self, ref: MediaRef, partition: Partition, stats: Any) -> StoredMedia:
         assert ref.archive_path is not None

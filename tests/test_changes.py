@@ -58,7 +58,7 @@ def test_a_change_of_content_is_an_edit(edit: dict[str, object]) -> None:
 def test_hidden_by_the_account_is_a_state_change_and_reversible() -> None:
     hidden = replace(POST, moderation=Moderation.HIDDEN)
     assert decide(hidden, known(POST)).change is Change.HIDDEN
-    assert state_after(Change.HIDDEN, "present") == "hidden"
+    assert state_after(Change.HIDDEN, "present", Moderation.HIDDEN) == "hidden"
     assert decide(POST, known(hidden, "hidden")).change is Change.UNHIDDEN
 
 
@@ -70,3 +70,8 @@ def test_an_item_seen_again_after_being_marked_deleted_reappears() -> None:
 
 def test_unchanged_keeps_the_state() -> None:
     assert state_after(Change.UNCHANGED, "edited") == "edited"
+
+
+def test_an_item_first_seen_already_hidden_is_hidden_from_the_start() -> None:
+    hidden = replace(POST, moderation=Moderation.HIDDEN)
+    assert state_after(decide(hidden, None).change, None, hidden.moderation) == "hidden"

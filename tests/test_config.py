@@ -257,7 +257,18 @@ def test_every_setting_in_the_example_is_explained_by_a_comment() -> None:
             seen.add(key)
             above = lines[index - 1]
             assert above.startswith("#") and not _CODE.match(above), f"{key} (line {index + 1})"
-    tables = {"archiver", "catalog", "store", "spool", "warc", "http", "parquet", "logging", "roles", "accounts"}
+    tables = {
+        "archiver",
+        "catalog",
+        "store",
+        "spool",
+        "warc",
+        "http",
+        "parquet",
+        "logging",
+        "roles",
+        "accounts",
+    }
     assert settings - seen == tables
 
 

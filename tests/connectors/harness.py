@@ -55,7 +55,9 @@ class PlainClient:
         params: Mapping[str, str | int | bool] | None = None,
         headers: Mapping[str, str] | None = None,
     ) -> PlainResponse:
-        r = self._client.get(url, params=dict(params or {}), headers=dict(headers or {}))
+        # httpx's ``params=`` replaces the URL's query (a followed Link's cursor); merge instead.
+        target = httpx.URL(url).copy_merge_params(dict(params)) if params else httpx.URL(url)
+        r = self._client.get(target, headers=dict(headers or {}))
         self.seen.append(str(r.url))
         links = {link["rel"]: link["url"] for link in r.links.values() if "rel" in link}
         return PlainResponse(
