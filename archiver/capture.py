@@ -53,6 +53,7 @@ from archiver.logging import get_logger
 from archiver.media import MediaFetcher, StoredMedia
 from archiver.plugins import load_connector
 from archiver.ratelimit import policy_for
+from archiver.redact import scrub_registered
 from archiver.spool import Spool
 from archiver.store.base import Store
 from archiver.warc import WarcInfo
@@ -419,9 +420,10 @@ class _Run:
                 doc["change"] = decision.change.value
                 doc["media_sha256"] = [m.sha256 for m in obs.media]
                 target = item.permalink or f"urn:archiver:item:{item.platform}:{item.item_id}"
+                # A platform that echoes one of our tokens must not get it into the archive.
+                body = scrub_registered(canonical_json(doc).decode()).encode()
                 obs.version = self.pool.append(
-                    partition,
-                    conversion_record(target, canonical_json(doc), refers_to=item.evidence),
+                    partition, conversion_record(target, body, refers_to=item.evidence)
                 )
                 item_pointers.append(obs.version)
                 if decision.change in (Change.HIDDEN, Change.UNHIDDEN, Change.REAPPEARED):

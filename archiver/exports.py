@@ -240,9 +240,9 @@ class ExportArchive:
         if not stat.S_ISREG(st.st_mode):
             self._refuse("it is not a regular file")
         self.size: int = st.st_size
+        self._members = self._check()  # the cheap refusals first, then one pass to hash
         #: SHA-256 (hex) of the whole archive file, computed once when it is opened.
         self.sha256: str = self._hash()
-        self._members = self._check()
         self._by_name = {m.entry.name: m for m in self._members}
 
     # -- the ExportSource protocol -------------------------------------------------------

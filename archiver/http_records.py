@@ -194,13 +194,6 @@ def redaction_header(notes: Iterable[str]) -> tuple[str, str]:
 # --------------------------------------------------------------------------- bodies
 
 
-def _registered_secrets() -> frozenset[str]:
-    # archiver.redact keeps its registry private and offers no accessor yet; read it under
-    # its lock rather than keep a second registry that could drift from the first.
-    with redact._registry_lock:
-        return frozenset(redact._registered)
-
-
 def secret_forms() -> list[bytes]:
     """Every byte form of every registered secret a body could carry, longest first.
 
@@ -208,7 +201,7 @@ def secret_forms() -> list[bytes]:
     adds the UTF-8 bytes' standard and URL-safe base64, with and without padding.
     """
     forms: set[bytes] = set()
-    for secret in _registered_secrets():
+    for secret in redact.registered_secrets():
         raw = secret.encode("utf-8")
         forms.add(raw)
         for encoded in (base64.b64encode(raw), base64.urlsafe_b64encode(raw)):

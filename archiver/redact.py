@@ -69,6 +69,8 @@ __all__ = [
     "redact_text",
     "redact_url",
     "register_secret",
+    "registered_secrets",
+    "scrub_registered",
 ]
 
 REDACTED = "[REDACTED]"
@@ -177,6 +179,12 @@ def clear_registered_secrets() -> None:
         _registered_pattern = None
 
 
+def registered_secrets() -> frozenset[str]:
+    """Every registered secret form (verbatim, percent-encoded, JSON-escaped)."""
+    with _registry_lock:
+        return frozenset(_registered)
+
+
 def _registered_regex() -> re.Pattern[str] | None:
     global _registered_pattern
     with _registry_lock:
@@ -211,7 +219,7 @@ def redact_url(url: str) -> str:
     registered secret. Everything else is kept byte for byte (no re-encoding), so the
     result still identifies the resource.
     """
-    url = _scrub_registered(url)
+    url = scrub_registered(url)
     try:
         parts = urlsplit(url)
     except ValueError:
@@ -260,7 +268,12 @@ _PLAIN_PAIR = re.compile(
 )
 
 
-def _scrub_registered(text: str) -> str:
+def scrub_registered(text: str) -> str:
+    """Replace registered secrets only; leaves secret-looking *patterns* alone.
+
+    For archived content (an item's text may legitimately say "password=..."), where only a
+    value we know to be one of our secrets must go.
+    """
     pattern = _registered_regex()
     return pattern.sub(REDACTED, text) if pattern is not None else text
 
@@ -311,7 +324,7 @@ def _plain_sub(match: re.Match[str]) -> str:
 
 def redact_text(text: str) -> str:
     """Return *text* with every credential the rules recognise replaced (module rule 3)."""
-    text = _scrub_registered(text)
+    text = scrub_registered(text)
     if "://" in text:
         text = _URL.sub(lambda m: redact_url(m.group(0)), text)
     lowered = text.lower()
