@@ -51,6 +51,7 @@ from archiver.http import ArchivingHttpClient
 from archiver.layout import Partition, period_of
 from archiver.logging import get_logger
 from archiver.media import MediaFetcher, StoredMedia
+from archiver.parquet import Rolled, roll
 from archiver.plugins import load_connector
 from archiver.ratelimit import policy_for
 from archiver.redact import scrub_registered
@@ -194,6 +195,23 @@ class CaptureRunner:
             self._finish(run, status, reason)
             lease.release(self.catalog, settings.id, generation)
         return RunResult(run_id, settings.id, status, reason, run.stats.as_dict())
+
+    def roll_parquet(self, account_id: str | None = None) -> list[Rolled]:
+        """Roll the partitions that are due into Parquet files.
+
+        An import from an export archive is one large batch, so its rows are rolled at once
+        instead of waiting for ``[parquet] max_age``.
+        """
+        force = account_id is not None and self.config.account(account_id).archive is not None
+        return roll(
+            self.catalog,
+            self.store,
+            self.config.spool.path,
+            min_rows=self.config.parquet.min_rows,
+            max_age=self.config.parquet.max_age,
+            force=force,
+            clock=self.clock,
+        )
 
     def _make_client(self, connector_cls: Any, settings: AccountSettings, sink: PageSink) -> Any:
         """What the connector reads through: an archiving HTTP client or an export archive."""

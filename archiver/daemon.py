@@ -18,9 +18,11 @@ from types import FrameType
 
 from archiver import __version__, audit
 from archiver.app import App
+from archiver.capture import CaptureRunner
 from archiver.catalog import upgrade
 from archiver.catalog.db import redacted
 from archiver.catalog.models import Account, Heartbeat
+from archiver.errors import ArchiverError
 from archiver.logging import get_logger
 from archiver.spool import RecoveryReport, Spool
 from archiver.store import ensure_layout
@@ -29,6 +31,7 @@ log = get_logger(__name__)
 
 HEARTBEAT_EVERY = timedelta(seconds=30)
 ANCHOR_EVERY = timedelta(hours=1)
+RETRY_AFTER = timedelta(minutes=15)
 
 
 def _utcnow() -> datetime:
@@ -53,6 +56,7 @@ class Daemon:
         self.stopping = threading.Event()
         self.started_at = clock()
         self._last_anchor = self.started_at
+        self._attempted: dict[str, datetime] = {}
 
     def start(self) -> Started:
         cfg = self.app.config
@@ -120,9 +124,64 @@ class Daemon:
         )
         self._last_anchor = self.clock()
 
+    def due_accounts(self) -> list[str]:
+        """Enabled accounts whose last good run is older than their schedule.
+
+        Due-ness comes from the catalog, so downtime heals itself: an account whose run was
+        missed is due at once after a restart. After a failed or incomplete run an account
+        waits ``RETRY_AFTER`` (or its schedule, if shorter) before it is tried again.
+        """
+        now = self.clock()
+        due = []
+        with self.app.catalog.session() as session:
+            for acct in self.app.config.accounts:
+                if not acct.enabled:
+                    continue
+                row = session.get(Account, acct.id)
+                last = row.last_success_at if row is not None else None
+                tried = self._attempted.get(acct.id)
+                if tried is not None and now - tried < min(acct.schedule, RETRY_AFTER):
+                    continue
+                if last is None or now - last >= acct.schedule:
+                    due.append(acct.id)
+        return due
+
+    def capture_due(self) -> None:
+        """Capture every due account, one after the other, until asked to stop."""
+        runner = CaptureRunner(
+            self.app.config,
+            self.app.catalog,
+            self.app.store,
+            self.app.warc_info(),
+            clock=self.clock,
+        )
+        for account_id in self.due_accounts():
+            if self.stopping.is_set():
+                return
+            self._attempted[account_id] = self.clock()
+            self._beat("running", {"capturing": account_id})
+            try:
+                result = runner.capture(account_id)
+                runner.roll_parquet(account_id)
+            except ArchiverError as exc:
+                log.error("capture failed", account=account_id, error=str(exc))
+                self._beat("running", {"capturing": None, "last_error": f"{account_id}: {exc}"})
+                continue
+            log.info(
+                "capture finished",
+                account=account_id,
+                status=result.status,
+                reason=result.reason,
+                **result.stats,
+            )
+            error = None if result.status == "complete" else f"{account_id}: {result.reason}"
+            self._beat("running", {"capturing": None, "last_error": error})
+
     def serve(self) -> None:
-        """Beat until asked to stop; anchor the audit head now and then."""
+        """Capture what is due, beat, anchor the audit head now and then; until asked to stop."""
+        self.capture_due()
         while not self.stopping.wait(HEARTBEAT_EVERY.total_seconds()):
+            self.capture_due()
             self._beat("running")
             if self.clock() - self._last_anchor >= ANCHOR_EVERY:
                 self._anchor()

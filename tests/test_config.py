@@ -74,7 +74,8 @@ def test_example_loads_into_a_working_local_setup(monkeypatch: pytest.MonkeyPatc
     assert config.store.backend == "local"
     assert config.store.path == ROOT / "var" / "store"
     assert config.spool.path == ROOT / "var" / "spool"
-    assert [a.id for a in config.accounts] == ["mke-facebook", "mke-mastodon"]
+    assert [a.id for a in config.accounts] == ["mke-facebook", "mke-mastodon", "mke-dpw-archive"]
+    assert config.accounts[2].archive == ROOT / "examples" / "mastodon-export.zip"
     assert config.accounts[0].credentials == {"page_token": SecretRef(env="ARCHIVER_FB_PAGE_TOKEN")}
     assert config.roles == {
         "archivists": "officer",

@@ -14,7 +14,6 @@ from archiver import plugins
 from archiver.app import App
 from archiver.capture import CaptureRunner, RunStats
 from archiver.logging import configure_logging
-from archiver.parquet import roll
 
 
 @click.command()
@@ -43,15 +42,7 @@ def capture(app: App, account: str, full_walk: bool | None, as_json: bool) -> No
             )
     else:
         result = runner.capture(account, full_walk=full_walk)
-    settings = cfg.account(account)
-    rolled = roll(
-        catalog,
-        app.store,
-        cfg.spool.path,
-        min_rows=cfg.parquet.min_rows,
-        max_age=cfg.parquet.max_age,
-        force=settings.archive is not None,
-    )
+    rolled = runner.roll_parquet(account)
     app.record(
         "capture.run",
         subject=account,
