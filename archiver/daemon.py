@@ -102,6 +102,14 @@ class Daemon:
                 row.enabled = acct.enabled
 
     def _beat(self, state: str, detail: dict[str, object] | None = None) -> None:
+        """The periodic liveness signal (and a state change)."""
+        self._write_heartbeat(state, detail)
+
+    def _note(self, detail: dict[str, object]) -> None:
+        """Record what the daemon is doing now (not a beat: liveness is judged by beats)."""
+        self._write_heartbeat("running", detail)
+
+    def _write_heartbeat(self, state: str, detail: dict[str, object] | None = None) -> None:
         node = self.app.config.archiver.node
         with self.app.catalog.session() as session:
             row = session.get(Heartbeat, node)
@@ -159,13 +167,13 @@ class Daemon:
             if self.stopping.is_set():
                 return
             self._attempted[account_id] = self.clock()
-            self._beat("running", {"capturing": account_id})
+            self._note({"capturing": account_id})
             try:
                 result = runner.capture(account_id)
                 runner.roll_parquet(account_id)
             except ArchiverError as exc:
                 log.error("capture failed", account=account_id, error=str(exc))
-                self._beat("running", {"capturing": None, "last_error": f"{account_id}: {exc}"})
+                self._note({"capturing": None, "last_error": f"{account_id}: {exc}"})
                 continue
             log.info(
                 "capture finished",
@@ -175,7 +183,7 @@ class Daemon:
                 **result.stats,
             )
             error = None if result.status == "complete" else f"{account_id}: {result.reason}"
-            self._beat("running", {"capturing": None, "last_error": error})
+            self._note({"capturing": None, "last_error": error})
 
     def serve(self) -> None:
         """Capture what is due, beat, anchor the audit head now and then; until asked to stop."""
