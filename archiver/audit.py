@@ -184,7 +184,7 @@ def verify(catalog: Catalog, store: Store | None, *, batch: int = 5000) -> Audit
     anchors = read_anchors(store) if store is not None else []
     wanted = {a.seq for a in anchors}
     expected_seq, prev = 1, GENESIS
-    with catalog.session() as session:
+    with catalog.reader() as session:
         last_seq = 0
         while True:
             rows = session.scalars(

@@ -351,7 +351,7 @@ class _Run:
         self, connector_cls: Any, full_walk: bool | None
     ) -> tuple[Checkpoint | None, CapturePlan]:
         now = self.captured_at
-        with self.catalog.session() as s:
+        with self.catalog.reader() as s:
             acct = s.get(Account, self.settings.id)
             last_walk = acct.last_full_walk_at if acct is not None else None
             row = s.scalars(
@@ -491,7 +491,7 @@ class _Run:
         ids = [i.item_id for i in items]
         if not ids:
             return {}
-        with self.catalog.session() as s:
+        with self.catalog.reader() as s:
             rows = s.execute(
                 select(
                     ItemRow.platform_item_id,

@@ -110,7 +110,7 @@ class MediaFetcher:
         known = self._written.get((sha256, partition.name))
         if known is not None:
             return known
-        with self.catalog.session() as s:
+        with self.catalog.reader() as s:
             row = s.scalars(
                 select(Media).where(Media.sha256 == sha256, Media.partition == partition.name)
             ).first()

@@ -76,7 +76,7 @@ def _utcnow() -> datetime:
 
 def pending(catalog: Catalog) -> list[tuple[str, int, datetime]]:
     """Partitions with rows waiting: (partition, count, oldest capture time)."""
-    with catalog.session() as s:
+    with catalog.reader() as s:
         rows = s.execute(
             select(ItemVersion.partition, func.count(), func.min(ItemVersion.captured_at))
             .where(ItemVersion.parquet_file_id.is_(None))
@@ -109,7 +109,7 @@ def _rows(catalog: Catalog, partition: str) -> tuple[list[int], dict[str, list[A
     columns: dict[str, list[Any]] = {f.name: [] for f in SCHEMA}
     ids: list[int] = []
     series = Partition.parse(partition).series
-    with catalog.session() as s:
+    with catalog.reader() as s:
         parents = Item.__table__.alias("parent")
         result = s.execute(
             select(ItemVersion, Item, parents.c.platform_item_id)

@@ -33,7 +33,7 @@ def read_record(catalog: Catalog, store: Store, record_id: str) -> Retrieved:
     Raises ``ObjectNotFoundError`` when the catalog does not know the record and
     ``IntegrityError`` when the stored bytes do not match the recorded digest.
     """
-    with catalog.session() as session:
+    with catalog.reader() as session:
         row = session.execute(
             select(WarcRecord, StoredFile.key)
             .join(StoredFile, StoredFile.id == WarcRecord.file_id)

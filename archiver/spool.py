@@ -257,7 +257,7 @@ class Spool:
 
     def _orphans(self, file_id: str, records: tuple[RecordPointer, ...]) -> list[str]:
         """Records written and synced but never committed: no catalog row points to them."""
-        with self.catalog.session() as session:
+        with self.catalog.reader() as session:
             known = set(
                 session.scalars(select(WarcRecord.record_id).where(WarcRecord.file_id == file_id))
             )
@@ -266,7 +266,7 @@ class Spool:
         ]
 
     def _committed_beyond(self, file_id: str, offset: int) -> bool:
-        with self.catalog.session() as session:
+        with self.catalog.reader() as session:
             last = session.scalar(
                 select(func.max(WarcRecord.offset + WarcRecord.length)).where(
                     WarcRecord.file_id == file_id

@@ -278,3 +278,24 @@ def test_parquet_rows_are_readable_by_duckdb_with_their_warc_pointers(
         )
         == []
     )
+
+
+def test_a_server_error_then_success_is_retried_and_the_run_completes(
+    runner: CaptureRunner, fake: FakeBluesky, catalog: Catalog
+) -> None:
+    fake.post("Water main repair on Oak St")
+    fake.fail_next(1, status=500, endpoint="app.bsky.feed.getAuthorFeed")
+
+    result = runner.capture("mke-bluesky")
+
+    assert result.status == "complete", result.reason
+    assert count(catalog, Item, Item.kind == "post") == 1
+    # The failed attempt is archived too: it is part of what the platform said.
+    with catalog.session() as s:
+        statuses = [
+            read_record(catalog, runner.store, rid).block.split(b" ", 2)[1]
+            for rid in s.scalars(
+                select(WarcRecord.record_id).where(WarcRecord.warc_type == "response")
+            )
+        ]
+    assert b"500" in statuses and b"200" in statuses

@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from archiver.errors import CatalogError
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+READ_ONLY = "archiver_read_only"
 
 
 def parse_url(url: str | URL) -> URL:
@@ -46,7 +47,9 @@ def _sqlite_setup(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def _begin(conn: Any) -> None:
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        # Readers take no lock at all in WAL mode, so they never wait for a writer.
+        read_only = conn.get_execution_options().get(READ_ONLY, False)
+        conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
 
 def _ensure_wal(database: str) -> None:
@@ -113,6 +116,9 @@ class Catalog:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self._sessions = sessionmaker(engine, expire_on_commit=False)
+        self._readers = sessionmaker(
+            engine.execution_options(**{READ_ONLY: True}), expire_on_commit=False
+        )
 
     @classmethod
     def open(cls, url: str | URL) -> Catalog:
@@ -127,6 +133,19 @@ class Catalog:
             f"catalog operation failed on {redacted(self.engine.url)}: "
             f"{exc.__class__.__name__}: {str(exc).splitlines()[0]}"
         )
+
+    @contextmanager
+    def reader(self) -> Iterator[Session]:
+        """A session for reading only: it never waits for, nor blocks, a writer.
+
+        On SQLite a read transaction starts deferred (a WAL snapshot); writing in it is a
+        programming error that SQLite would answer with "database is locked".
+        """
+        try:
+            with self._readers.begin() as session:
+                yield session
+        except SQLAlchemyError as exc:
+            raise self._failed(exc) from exc
 
     @contextmanager
     def session(self) -> Iterator[Session]:

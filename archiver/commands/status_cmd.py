@@ -41,7 +41,7 @@ def collect(app: App) -> dict[str, Any]:
     """The status report as plain data (the ``--json`` form is a stable interface)."""
     catalog = app.checked_catalog()
     cfg = app.config
-    with catalog.session() as s:
+    with catalog.reader() as s:
         counts = {
             name: s.scalar(select(func.count()).select_from(model)) or 0
             for name, model in COUNTED.items()
