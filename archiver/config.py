@@ -558,6 +558,20 @@ class ParquetSettings(_Settings):
     max_age: Duration = timedelta(days=1)
 
 
+class DaemonSettings(_Settings):
+    """``[daemon]``: how ``archiver run`` schedules captures and housekeeping."""
+
+    workers: int = Field(default=2, ge=1, le=32)
+    jitter: Duration = timedelta(seconds=30)
+    stop_timeout: Duration = timedelta(seconds=60)
+    heartbeat_every: Duration = timedelta(seconds=30)
+    anchor_every: Duration = timedelta(hours=1)
+    fixity_every: Duration = timedelta(hours=1)
+    fixity_sample: int = Field(default=5, ge=0)
+    retry_after: Duration = timedelta(minutes=15)
+    metrics_port: int | None = Field(default=None, ge=1, le=65535)
+
+
 class LoggingSettings(_Settings):
     """``[logging]``: log level and format."""
 
@@ -593,6 +607,7 @@ class AccountSettings(_Settings):
         description='the records series its records belong to, e.g. "social-media-general"'
     )
     schedule: Duration = timedelta(hours=6)
+    max_staleness: Duration | None = None
     enabled: bool = True
     credentials: dict[NonEmptyStr, SecretRef] = Field(default_factory=dict)
     rescan_days: int = Field(default=14, ge=0)
@@ -627,11 +642,20 @@ class AccountSettings(_Settings):
     @field_validator("schedule")
     @classmethod
     def _not_too_often(cls, value: timedelta) -> timedelta:
-        if value < timedelta(minutes=1):
+        if value < timedelta(seconds=10):
             raise PydanticCustomError(
-                "schedule", 'capture at most once a minute (schedule >= "1m")'
+                "schedule", 'capture at most every ten seconds (schedule >= "10s")'
             )
         return value
+
+    @property
+    def staleness_limit(self) -> timedelta:
+        """How old the last good run may be before ``status --check`` fails."""
+        return (
+            self.max_staleness
+            if self.max_staleness is not None
+            else 2 * self.schedule + timedelta(hours=1)
+        )
 
     @model_validator(mode="after")
     def _identified(self) -> AccountSettings:
@@ -645,7 +669,7 @@ class AccountSettings(_Settings):
 
 # --- the whole file ------------------------------------------------------------------------
 
-_SECTIONS = ("catalog", "store", "spool", "warc", "http", "parquet", "logging")
+_SECTIONS = ("catalog", "store", "spool", "warc", "http", "parquet", "daemon", "logging")
 
 
 class _Problems(ConfigError):
@@ -668,6 +692,7 @@ class Config(_Settings):
     warc: WarcSettings = Field(default_factory=WarcSettings)
     http: HttpSettings = Field(default_factory=HttpSettings)
     parquet: ParquetSettings = Field(default_factory=ParquetSettings)
+    daemon: DaemonSettings = Field(default_factory=DaemonSettings)
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
     roles: dict[GroupName, Role] = Field(default_factory=dict)
     accounts: list[AccountSettings] = Field(default_factory=list)
