@@ -266,6 +266,7 @@ def test_every_setting_in_the_example_is_explained_by_a_comment() -> None:
         "warc",
         "http",
         "parquet",
+        "daemon",
         "logging",
         "roles",
         "accounts",
