@@ -130,57 +130,38 @@ class MediaFetcher:
         sha = label_to_hex(spooled.payload_digest)
         original = self._original(sha, partition)
         with spooled:
-            if original is not None and spooled.record.warc_type == "response":
-                head = spooled.record.block_head
-                pointer = self.pool.append(
-                    partition,
-                    revisit_record(
-                        source_url,
-                        head,
-                        payload_digest=spooled.payload_digest,
-                        refers_to=original.record_id,
-                        refers_to_target_uri=original.target_uri or source_url,
-                        refers_to_date=original.date,
-                    ),
+            if original is None:
+                pointer = self.pool.append(partition, spooled.record)
+                self._written[(sha, partition.name)] = _Original(
+                    pointer.record_id, source_url, pointer.date
                 )
-                stats.media_revisits += 1
+                stats.media_stored += 1
                 return StoredMedia(
-                    ref,
-                    partition,
-                    "revisit",
-                    sha,
-                    spooled.payload_size,
-                    None,
-                    source_url,
+                    ref, partition, "stored", sha, spooled.payload_size, pointer, source_url,
                     pointers=[*extra, pointer],
+                )  # fmt: skip
+            stats.media_revisits += 1
+            pointers = list(extra)
+            # An HTTP response seen again is recorded as a revisit of the first capture; an
+            # export entry has no exchange to record, the catalog row points to the original.
+            if spooled.record.warc_type == "response":
+                pointers.append(
+                    self.pool.append(
+                        partition,
+                        revisit_record(
+                            source_url,
+                            spooled.record.block_head,
+                            payload_digest=spooled.payload_digest,
+                            refers_to=original.record_id,
+                            refers_to_target_uri=original.target_uri or source_url,
+                            refers_to_date=original.date,
+                        ),
+                    )
                 )
-            if original is not None:
-                stats.media_revisits += 1
-                return StoredMedia(
-                    ref,
-                    partition,
-                    "revisit",
-                    sha,
-                    spooled.payload_size,
-                    None,
-                    source_url,
-                    pointers=extra,
-                )
-            pointer = self.pool.append(partition, spooled.record)
-        self._written[(sha, partition.name)] = _Original(
-            pointer.record_id, source_url, pointer.date
-        )
-        stats.media_stored += 1
-        return StoredMedia(
-            ref,
-            partition,
-            "stored",
-            sha,
-            spooled.payload_size,
-            pointer,
-            source_url,
-            pointers=[*extra, pointer],
-        )
+            return StoredMedia(
+                ref, partition, "revisit", sha, spooled.payload_size, None, source_url,
+                pointers=pointers,
+            )  # fmt: skip
 
     def _from_http(self, ref: MediaRef, partition: Partition, stats: Any) -> StoredMedia:
         assert ref.url is not None

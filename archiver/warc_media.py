@@ -73,6 +73,34 @@ def _chunks(body: BinaryIO | Iterable[bytes], size: int) -> Iterable[bytes]:
         yield from body
 
 
+def _spool(
+    body: BinaryIO | Iterable[bytes],
+    target_uri: str,
+    max_bytes: int,
+    tmp_dir: Path | None,
+    hashers: tuple[warc_records.Hasher, ...],
+) -> tuple[BinaryIO, int]:
+    """Copy ``body`` into a temporary file, feeding each chunk once to each hasher."""
+    spool: BinaryIO = tempfile.TemporaryFile(dir=tmp_dir)  # noqa: SIM115 - owned by the result
+    size = 0
+    try:
+        for chunk in _chunks(body, _CHUNK):
+            size += len(chunk)
+            if size > max_bytes:
+                raise PayloadTooLargeError(
+                    f"the body of {target_uri} is larger than the {max_bytes}-byte limit; "
+                    "it was not archived (raise the limit in the configuration to keep it)"
+                )
+            for hasher in hashers:
+                hasher.update(chunk)
+            spool.write(chunk)
+        spool.flush()
+    except BaseException:
+        spool.close()
+        raise
+    return spool, size
+
+
 def spool_response(
     target_uri: str,
     http_response_head: bytes,
@@ -99,23 +127,7 @@ def spool_response(
     # Looked up at call time, so that tests can count what each digest is fed.
     block, payload = warc_records.new_sha256(), warc_records.new_sha256()
     block.update(head)
-    spool: BinaryIO = tempfile.TemporaryFile(dir=tmp_dir)  # noqa: SIM115 - owned by the result
-    size = 0
-    try:
-        for chunk in _chunks(body, _CHUNK):
-            size += len(chunk)
-            if size > max_bytes:
-                raise PayloadTooLargeError(
-                    f"the body of {target_uri} is larger than the {max_bytes}-byte limit; "
-                    "it was not archived (raise the limit in the configuration to keep it)"
-                )
-            block.update(chunk)
-            payload.update(chunk)
-            spool.write(chunk)
-        spool.flush()
-    except BaseException:
-        spool.close()
-        raise
+    spool, size = _spool(body, target_uri, max_bytes, tmp_dir, (block, payload))
     digests = (digest_label(block), digest_label(payload))
     length = len(head) + size
     record = make_record(
@@ -140,21 +152,7 @@ def spool_resource(
     A resource has no HTTP head, so its block is its payload: one digest serves both.
     """
     digest = warc_records.new_sha256()
-    spool: BinaryIO = tempfile.TemporaryFile(dir=tmp_dir)  # noqa: SIM115 - owned by the result
-    size = 0
-    try:
-        for chunk in _chunks(body, _CHUNK):
-            size += len(chunk)
-            if size > max_bytes:
-                raise PayloadTooLargeError(
-                    f"{target_uri} is larger than the {max_bytes}-byte limit; it was not archived"
-                )
-            digest.update(chunk)
-            spool.write(chunk)
-        spool.flush()
-    except BaseException:
-        spool.close()
-        raise
+    spool, size = _spool(body, target_uri, max_bytes, tmp_dir, (digest,))
     label = digest_label(digest)
     links = link_headers(refers_to=refers_to)
     record = make_record(
