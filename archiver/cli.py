@@ -15,7 +15,14 @@ from rich.markup import escape
 
 from archiver import __version__
 from archiver.app import App
-from archiver.commands import audit_cmd, capture_cmd, catalog_cmd, run_cmd, status_cmd
+from archiver.commands import (
+    accounts_cmd,
+    audit_cmd,
+    capture_cmd,
+    catalog_cmd,
+    run_cmd,
+    status_cmd,
+)
 from archiver.errors import ArchiverError
 
 DEFAULT_CONFIG = "/etc/archiver/config.toml"
@@ -47,6 +54,7 @@ cli.add_command(run_cmd.run)
 cli.add_command(catalog_cmd.catalog)
 cli.add_command(audit_cmd.audit)
 cli.add_command(status_cmd.status)
+cli.add_command(accounts_cmd.accounts)
 cli.add_command(capture_cmd.capture)
 cli.add_command(capture_cmd.connectors)
 

@@ -225,6 +225,23 @@ NonEmptyStr = Annotated[str, StringConstraints(min_length=1)]
 # --- secrets -------------------------------------------------------------------------------
 
 
+#: Where systemd keeps the running service's credentials. Staff who run the CLI through sudo
+#: as the service account have no ``$CREDENTIALS_DIRECTORY``; this lets ``{ file = ... }``
+#: references find the very tokens the daemon uses.
+SERVICE_CREDENTIALS = Path("/run/credentials/archiver.service")
+
+
+def credentials_directory(service_credentials: Path = SERVICE_CREDENTIALS) -> Path | None:
+    """``$CREDENTIALS_DIRECTORY`` inside the service; else the service's, when readable."""
+    directory = os.environ.get("CREDENTIALS_DIRECTORY")
+    if directory:
+        return Path(directory)
+    try:
+        return service_credentials if service_credentials.is_dir() else None
+    except OSError:
+        return None
+
+
 class SecretRef(BaseModel):
     """Where a secret is found: ``{ env = "NAME" }`` or ``{ file = "NAME" }``.
 
@@ -298,7 +315,7 @@ class SecretRef(BaseModel):
     def __str__(self) -> str:
         return self.__repr__()
 
-    def resolve(self) -> str:
+    def resolve(self, *, service_credentials: Path | None = None) -> str:
         """Read the secret now. ``ConfigError`` naming the variable or file when it is missing."""
         if self.env is not None:
             value = os.environ.get(self.env)
@@ -311,8 +328,8 @@ class SecretRef(BaseModel):
             register_secret(value)
             return value
         assert self.file is not None
-        directory = os.environ.get("CREDENTIALS_DIRECTORY")
-        if not directory:
+        directory = credentials_directory(service_credentials or SERVICE_CREDENTIALS)
+        if directory is None:
             raise ConfigError(
                 f"secret {self}: $CREDENTIALS_DIRECTORY is not set, so the credential file "
                 f"{self.file!r} cannot be read; pass it with LoadCredential={self.file}:<path> "
