@@ -10,6 +10,7 @@ last committed page; records written after it are orphans that the next run writ
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -65,6 +66,9 @@ log = get_logger(__name__)
 
 Clock = Callable[[], datetime]
 
+#: Why a run asked to stop (``CaptureRunner.capture(stop=...)``) ended early.
+STOPPED_REASON = "stopped on request at a page boundary; the next run resumes from its checkpoint"
+
 
 def _utcnow() -> datetime:
     return datetime.now(UTC)
@@ -98,7 +102,7 @@ class RunStats:
 class RunResult:
     run_id: int
     account: str
-    status: str  # "complete", "incomplete", "unavailable", "failed"
+    status: str  # "complete", "incomplete", "unavailable", "failed", "interrupted"
     reason: str | None
     stats: dict[str, int]
 
@@ -160,14 +164,20 @@ class CaptureRunner:
         *,
         full_walk: bool | None = None,
         progress: Callable[[RunStats], None] | None = None,
+        stop: threading.Event | None = None,
     ) -> RunResult:
+        """Capture one account. With ``stop``, a run asked to stop ends after its next
+        page commit (or before the deletion checks) with status ``"interrupted"``; its
+        checkpoint is kept, so the next run resumes there."""
         settings = self.config.account(account_id)
         self.spool.prepare()
         self.spool.check_space()
         now = self.clock()
         holder = f"{self.config.archiver.node}:{os.getpid()}"
         self._ensure_account(settings, now)
-        generation = lease.acquire(self.catalog, settings.id, holder, now)
+        generation = lease.acquire(
+            self.catalog, settings.id, holder, now, ttl=self.config.daemon.lease_ttl
+        )
         run_id = self._start_run(settings.id, generation, now)
         pool = WriterPool(
             self.config.spool.path,
@@ -176,11 +186,13 @@ class CaptureRunner:
             max_idle=self.config.warc.rotate_idle.total_seconds(),
             clock=self.clock,
         )
-        run = _Run(self, settings, run_id, generation, pool, progress)
+        run = _Run(self, settings, run_id, generation, pool, progress, stop)
         status: str = "failed"
         reason: str | None = "the run did not finish"
         try:
             status, reason = run.execute(full_walk)
+            if status == "interrupted":
+                log.info("capture stopped", account=settings.id, run_id=run_id, reason=reason)
         except CaptureError as exc:
             status, reason = "incomplete", str(exc)
             log.warning("capture incomplete", account=settings.id, run_id=run_id, reason=reason)
@@ -295,8 +307,10 @@ class _Run:
         generation: int,
         pool: WriterPool,
         progress: Callable[[RunStats], None] | None,
+        stop: threading.Event | None = None,
     ) -> None:
         self.runner = runner
+        self.stop = stop
         self.settings = settings
         self.run_id = run_id
         self.generation = generation
@@ -336,16 +350,30 @@ class _Run:
         if status.state is AccountState.UNAVAILABLE:
             return "unavailable", f"account unavailable: {status.reason or 'no reason given'}"
         page: list[Item] = [status.profile] if status.profile is not None else []
-        for out in connector.capture(checkpoint, plan):
+        stream = connector.capture(checkpoint, plan)
+        for out in stream:
             if isinstance(out, Checkpoint):
                 self._commit_page(page, out)
                 page = []
+                if self.stopping:
+                    getattr(stream, "close", lambda: None)()
+                    return "interrupted", STOPPED_REASON
             else:
                 page.append(out)
         if page:
             self._commit_page(page, None)
-        self._check_missing(connector, plan)
+        if self.stopping or not self._check_missing(connector, plan):
+            return "interrupted", STOPPED_REASON
         return "complete", None
+
+    def _fence(self, s: Session) -> None:
+        """In the commit's transaction: renew the lease for ``[daemon] lease_ttl``, or raise."""
+        ttl = self.runner.config.daemon.lease_ttl
+        lease.fence(s, self.settings.id, self.generation, self.runner.clock(), ttl)
+
+    @property
+    def stopping(self) -> bool:
+        return self.stop is not None and self.stop.is_set()
 
     def _plan(
         self, connector_cls: Any, full_walk: bool | None
@@ -408,7 +436,7 @@ class _Run:
             assert acct is not None
             acct.status = "ok" if status.state is AccountState.REACHABLE else "unavailable"
             acct.status_reason = status.reason
-            lease.fence(s, self.settings.id, self.generation, self.runner.clock())
+            self._fence(s)
         del evidence_note
 
     # -- one page ------------------------------------------------------------------------
@@ -483,7 +511,7 @@ class _Run:
             assert run is not None
             self.stats.pages += 1
             run.stats = self.stats.as_dict()
-            lease.fence(s, self.settings.id, self.generation, self.runner.clock())
+            self._fence(s)
         if self.progress is not None:
             self.progress(self.stats)
 
@@ -583,8 +611,11 @@ class _Run:
 
     # -- deletions -----------------------------------------------------------------------
 
-    def _check_missing(self, connector: Any, plan: CapturePlan) -> None:
-        """Items the run should have seen and did not: ask the platform about each one."""
+    def _check_missing(self, connector: Any, plan: CapturePlan) -> bool:
+        """Items the run should have seen and did not: ask the platform about each one.
+
+        Returns False when the run was asked to stop before every item was checked.
+        """
         with self.catalog.session() as s:
             query = select(
                 ItemRow.platform_item_id, ItemRow.kind, ItemRow.partition, ItemRow.permalink
@@ -595,13 +626,16 @@ class _Run:
             )
             if not plan.full_walk:
                 if not plan.rescan_threads:
-                    return
+                    return True
                 query = query.where(
                     ItemRow.kind == ItemKind.COMMENT.value,
                     ItemRow.thread_id.in_(list(plan.rescan_threads)),
                 )
             missing = [r for r in s.execute(query).all() if r[0] not in self.seen]
         for item_id, kind, partition_name, permalink in missing:
+            if self.stopping:
+                self._flush_sink()
+                return False
             check = connector.check_item(item_id, ItemKind(kind))
             if check.status is not ItemStatus.NOT_FOUND:
                 if check.status is ItemStatus.UNKNOWN:
@@ -656,8 +690,13 @@ class _Run:
                         partition=partition.name,
                     )
                 )
-                lease.fence(s, self.settings.id, self.generation, self.runner.clock())
+                self._fence(s)
             self.stats.deleted += 1
+        self._flush_sink()
+        return True
+
+    def _flush_sink(self) -> None:
+        """Commit the exchanges written since the last commit (the item checks' evidence)."""
         if self.sink.pointers:
             self.pool.sync()
             with self.catalog.session() as s:

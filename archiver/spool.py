@@ -12,9 +12,11 @@ import hmac
 import json
 import os
 import shutil
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from sqlalchemy import func, select
@@ -33,6 +35,42 @@ log = get_logger(__name__)
 
 #: Where files that cannot be placed or hold no valid record are moved, never deleted.
 DAMAGED_DIR = "damaged"
+#: Temporary files a crash can leave in the spool (small-object puts, sidecar writes,
+#: Parquet files being rolled); :meth:`Spool.clean_stray` removes old ones.
+STRAY_PATTERNS = (".put-*", ".*.tmp", "*.parquet")
+
+
+class _FileLocks:
+    """Which spool files are being put into the store by a thread of this process.
+
+    A capture run stores its files when it ends while the daemon retries files left
+    waiting by a store outage; the two must not store the same file at the same time.
+    """
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._held: set[str] = set()
+
+    @contextmanager
+    def hold(self, file_id: str, *, wait: bool = True) -> Iterator[bool]:
+        with self._cond:
+            while file_id in self._held:
+                if not wait:
+                    break
+                self._cond.wait()
+            mine = file_id not in self._held
+            if mine:
+                self._held.add(file_id)
+        try:
+            yield mine
+        finally:
+            if mine:
+                with self._cond:
+                    self._held.discard(file_id)
+                    self._cond.notify_all()
+
+
+_STORING = _FileLocks()
 
 
 def _utcnow() -> datetime:
@@ -98,6 +136,58 @@ class Spool:
 
     def store_closed(self, closed: ClosedWarc) -> StoredFile:
         """Put a closed spool WARC into the store, check it there, register it, remove it."""
+        with _STORING.hold(closed.file_id):
+            return self._store_closed(closed)
+
+    def store_waiting(self, *, stop: threading.Event | None = None) -> list[str]:
+        """Retry storing the closed files that wait in the spool; the ids stored.
+
+        Files wait there when the store failed as their run ended (or at start-up
+        recovery). A :class:`StoreError` stops the round and propagates, so the caller can
+        back off; a file that fails verification is logged and left for an operator.
+        With ``stop``, the round ends early once it is set.
+        """
+        stored = []
+        for path in sorted(self.directory.glob(f"*{CLOSED_SUFFIX}")):
+            if stop is not None and stop.is_set():
+                break
+            file_id = path.name.removesuffix(CLOSED_SUFFIX)
+            sidecar = self.directory / f"{file_id}{SIDECAR_SUFFIX}"
+            if not sidecar.is_file():
+                continue  # start-up recovery decides about a file without its sidecar
+            with _STORING.hold(file_id, wait=False) as mine:
+                if not mine or not path.exists():
+                    continue  # a run is storing it right now, or just did
+                try:
+                    closed = finalize_warc(path, read_sidecar(sidecar).partition)
+                except IntegrityError as exc:
+                    log.error(
+                        "waiting spool file fails verification", path=str(path), error=str(exc)
+                    )
+                    continue
+                self._store_closed(closed)
+                stored.append(file_id)
+        return stored
+
+    def clean_stray(self, older_than: timedelta) -> list[str]:
+        """Remove temporary files a crash left in the spool, if older than ``older_than``."""
+        if not self.directory.is_dir():
+            return []
+        cutoff = self._clock().timestamp() - older_than.total_seconds()
+        removed = []
+        for pattern in STRAY_PATTERNS:
+            for path in self.directory.glob(pattern):
+                try:
+                    if path.is_file() and path.stat().st_mtime < cutoff:
+                        path.unlink()
+                        removed.append(path.name)
+                except FileNotFoundError:
+                    continue
+        if removed:
+            log.info("stray spool files removed", files=sorted(removed))
+        return sorted(removed)
+
+    def _store_closed(self, closed: ClosedWarc) -> StoredFile:
         key = closed.partition.key(ObjectKind.WARC, closed.file_id)
         info = self._put_once(key, closed.path, closed.sha256)
         if info.size != closed.size or not hmac.compare_digest(info.sha256, closed.sha256):

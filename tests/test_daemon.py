@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -16,11 +18,10 @@ import pytest
 from sqlalchemy import select
 
 from archiver import __version__, audit
-from archiver import daemon as daemon_module
 from archiver.app import App
-from archiver.catalog.models import Account, AuditEntry, Heartbeat
+from archiver.catalog.models import Account, AuditEntry, CaptureRun, Heartbeat
 from archiver.catalog.schema import head_revision
-from archiver.daemon import ANCHOR_EVERY, Daemon
+from archiver.daemon import Daemon
 from archiver.identity import Actor
 from archiver.store.base import LAYOUT_KEY, LAYOUT_VERSION
 from tests.commands.clitools import ACCOUNT_IDS, Workspace, make_workspace
@@ -97,7 +98,14 @@ def test_start_migrates_initialises_the_store_registers_accounts_and_beats(
     beat = _heartbeat(app)
     assert (beat.state, beat.pid, beat.version) == ("running", os.getpid(), __version__)
     assert _aware(beat.started_at) == _aware(beat.beat_at) == T0
-    assert beat.detail == {"recovered_files": 0, "orphans": 0}
+    assert (beat.detail["recovered_files"], beat.detail["orphans"]) == (0, 0)
+    assert set(beat.detail["accounts"]) == {"mke-facebook"}  # mke-mastodon is disabled
+    assert beat.detail["store"] == {
+        "ok": True,
+        "error": None,
+        "waiting_files": 0,
+        "next_retry": None,
+    }
 
     with app.catalog.session() as s:
         accounts = {a.id: a for a in s.scalars(select(Account))}
@@ -122,7 +130,7 @@ def test_stop_marks_the_node_stopped_and_anchors_the_chain_head(
     beat = _heartbeat(app)
     assert beat.state == "stopped"
     assert _aware(beat.beat_at) == T0 + timedelta(minutes=5)
-    assert beat.detail == {"recovered_files": 0, "orphans": 0}  # kept, not replaced
+    assert (beat.detail["recovered_files"], beat.detail["orphans"]) == (0, 0)  # kept
     actions = [e.action for e in _entries(app)]
     assert actions == ["daemon.start", "daemon.stop"]
     assert _anchors(workspace) == ["000000000002.json"]
@@ -130,54 +138,113 @@ def test_stop_marks_the_node_stopped_and_anchors_the_chain_head(
     assert report.ok and report.entries == 2 and report.anchors == 1
 
 
-def _serve_for(daemon: Daemon, clock: Clock, beats: int, every: timedelta) -> None:
-    """Let ``serve`` beat ``beats`` times while the clock moves ``every`` per beat."""
-    original = daemon._beat
-    count = 0
-
-    def beat(state: str, detail: dict[str, object] | None = None) -> None:
-        nonlocal count
-        original(state, detail)
-        count += 1
-        if count >= beats:
-            daemon.stopping.set()
-
-    def tick(_seconds: float | None = None) -> bool:
-        clock.advance(every)
-        return daemon.stopping.is_set()
-
-    daemon._beat = beat  # type: ignore[method-assign]
-    daemon.stopping.wait = tick  # type: ignore[method-assign]
-    daemon.serve()
-
-
-def test_serve_beats_until_asked_to_stop(app: App, clock: Clock) -> None:
-    daemon = Daemon(app, clock=clock)
-    daemon.start()
-
-    _serve_for(daemon, clock, beats=3, every=daemon_module.HEARTBEAT_EVERY)
-
-    beat = _heartbeat(app)
-    assert beat.state == "running"
-    assert _aware(beat.beat_at) == T0 + 3 * daemon_module.HEARTBEAT_EVERY
-
-
-def test_serve_anchors_the_audit_head_once_an_anchor_interval_has_passed(
-    app: App, workspace: Workspace, clock: Clock
+def test_the_heartbeat_job_beats_with_each_account_s_schedule_in_its_detail(
+    app: App, clock: Clock
 ) -> None:
     daemon = Daemon(app, clock=clock)
     daemon.start()
+    daemon.scheduler.start(paused=True)  # type: ignore[union-attr]
+    try:
+        clock.advance(timedelta(seconds=30))
+        daemon.heartbeat()
+        assert daemon.healthy()
+    finally:
+        daemon.scheduler.shutdown()  # type: ignore[union-attr]
+    assert not daemon.healthy()  # its thread is gone
 
-    _serve_for(daemon, clock, beats=2, every=ANCHOR_EVERY / 2 - timedelta(seconds=1))
-    assert _anchors(workspace) == []  # not yet an hour
+    beat = _heartbeat(app)
+    assert beat.state == "running"
+    assert _aware(beat.beat_at) == T0 + timedelta(seconds=30)
+    facebook = beat.detail["accounts"]["mke-facebook"]
+    assert facebook["last_status"] is None and facebook["running"] is False
+    # Never captured: due at once, spread by at most [daemon] jitter.
+    next_run = datetime.fromisoformat(facebook["next_run"])
+    assert T0 <= next_run <= T0 + app.config.daemon.jitter
+    assert "mke-mastodon" not in beat.detail["accounts"]  # disabled
+    assert beat.detail["store"]["ok"] is True
+    assert beat.detail["spool"]["waiting_files"] == 0
 
-    daemon.stopping.clear()
-    _serve_for(daemon, clock, beats=1, every=timedelta(seconds=2))
+
+def test_housekeeping_jobs_are_scheduled_from_the_daemon_settings(app: App, clock: Clock) -> None:
+    daemon = Daemon(app, clock=clock)
+    daemon.start()
+    assert daemon.scheduler is not None
+    jobs = {job.id: job for job in daemon.scheduler.aps.get_jobs()}
+    settings = app.config.daemon
+    assert set(jobs) == {
+        "capture:mke-facebook",
+        "heartbeat",
+        "store-retry",
+        "parquet-roll",
+        "audit-anchor",
+        "spool-clean",
+        "fixity",
+    }
+    assert jobs["heartbeat"].trigger.interval == settings.heartbeat_every
+    assert jobs["heartbeat"].executor == "heartbeat"
+    assert jobs["audit-anchor"].trigger.interval == settings.anchor_every
+    assert jobs["audit-anchor"].next_run_time == T0 + settings.anchor_every
+    assert jobs["fixity"].trigger.interval == settings.fixity_every
+    assert jobs["capture:mke-facebook"].executor == "captures"
+
+
+def test_the_anchor_job_anchors_the_head_once(app: App, workspace: Workspace, clock: Clock) -> None:
+    daemon = Daemon(app, clock=clock)
+    daemon.start()
+    assert daemon.housekeeping is not None
+    assert _anchors(workspace) == []
+
+    clock.advance(app.config.daemon.anchor_every)
+    daemon.housekeeping.anchor()
     assert _anchors(workspace) == ["000000000001.json"]  # daemon.start is the head
 
-    daemon.stopping.clear()
-    _serve_for(daemon, clock, beats=3, every=ANCHOR_EVERY)
+    daemon.housekeeping.anchor()
     assert _anchors(workspace) == ["000000000001.json"]  # an anchored head is not rewritten
+
+
+def test_serve_runs_the_schedule_on_real_threads_until_asked_to_stop(
+    tmp_path: Path, catalog_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ws = make_workspace(tmp_path, catalog_url=catalog_url, extra='[daemon]\njitter = "1s"')
+    for name, value in ws.env.items():
+        if name.startswith("ARCHIVER_"):
+            monkeypatch.setenv(name, value)
+    app = App(ws.config, actor=SERVICE)
+    daemon = Daemon(app)  # the real clock: APScheduler keeps real time
+    daemon.start()
+    server = threading.Thread(target=daemon.serve)
+    server.start()
+    try:
+        # mke-facebook is due at once (never captured) and has no connector installed here.
+        deadline = time.monotonic() + 60
+        while True:
+            with app.catalog.session() as s:
+                runs = s.scalars(select(CaptureRun)).all()
+            if runs and runs[0].status != "running":
+                break
+            assert time.monotonic() < deadline, "no capture run was recorded"
+            time.sleep(0.1)
+        assert runs[0].account_id == "mke-facebook" and runs[0].status == "incomplete"
+        assert "no connector is installed" in (runs[0].reason or "")
+        assert daemon.healthy()
+    finally:
+        daemon.stopping.set()
+        server.join(10)
+        assert daemon.stop() is True
+    assert not server.is_alive()
+    beat = _heartbeat(app)
+    assert beat.state == "stopped"
+    account = beat.detail["accounts"]["mke-facebook"]
+    assert account["last_status"] == "incomplete"
+    assert "no connector is installed" in account["last_error"]
+    # Tried again after min(schedule, retry_after), not at once.
+    retry = datetime.fromisoformat(account["next_run"]) - datetime.fromisoformat(
+        account["last_run_at"]
+    )
+    assert abs(retry - min(timedelta(hours=1), app.config.daemon.retry_after)) < timedelta(
+        seconds=1
+    )
+    app.close()
 
 
 def test_a_restart_keeps_accounts_and_their_first_sighting(
@@ -201,15 +268,33 @@ def test_a_restart_keeps_accounts_and_their_first_sighting(
     assert [e.action for e in _entries(app)] == ["daemon.start", "daemon.stop", "daemon.start"]
 
 
+HANDLED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1)
+
+
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
 def test_sigterm_and_sigint_ask_the_daemon_to_stop(tmp_path: Path, signum: signal.Signals) -> None:
-    saved = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
+    saved = {s: signal.getsignal(s) for s in HANDLED}
     daemon = Daemon(App(make_workspace(tmp_path).config, actor=SERVICE))
     try:
         daemon.install_signal_handlers()
         assert not daemon.stopping.is_set()
         os.kill(os.getpid(), signum)
         assert daemon.stopping.wait(5)
+    finally:
+        for s, handler in saved.items():
+            signal.signal(s, handler)
+
+
+def test_sighup_asks_for_a_reload_and_sigusr1_wedges_the_heartbeat(tmp_path: Path) -> None:
+    saved = {s: signal.getsignal(s) for s in HANDLED}
+    daemon = Daemon(App(make_workspace(tmp_path).config, actor=SERVICE))
+    try:
+        daemon.install_signal_handlers()
+        os.kill(os.getpid(), signal.SIGHUP)
+        assert daemon.reload_requested.wait(5)
+        os.kill(os.getpid(), signal.SIGUSR1)
+        assert daemon.wedged.wait(5)
+        assert not daemon.stopping.is_set()
     finally:
         for s, handler in saved.items():
             signal.signal(s, handler)
