@@ -122,7 +122,7 @@ def parse_size(value: int | str) -> int:
     return number
 
 
-def parse_duration(value: int | str) -> timedelta:
+def parse_duration(value: int | str, *, allow_zero: bool = False) -> timedelta:
     """A duration from an integer (seconds) or a string such as ``"15m"``, ``"1h30m"``, ``"7d"``.
 
     Units: w, d, h, m, s. Raises ``ValueError`` for anything else and for zero or negative
@@ -142,7 +142,7 @@ def parse_duration(value: int | str) -> timedelta:
                 'w, d, h, m, s, e.g. "90s", "15m", "1h30m", "7d"'
             )
         seconds = sum(float(number) * _DURATION_UNITS[unit] for number, unit in parts)
-    if seconds <= 0:
+    if seconds < 0 or (seconds == 0 and not allow_zero):
         raise ValueError(f"a duration must be positive, got {value!r}")
     return timedelta(seconds=seconds)
 
@@ -167,6 +167,19 @@ def _duration(value: Any) -> timedelta:
 ByteCount = Annotated[int, BeforeValidator(_size)]
 #: A positive duration: integer seconds or duration string.
 Duration = Annotated[timedelta, BeforeValidator(_duration)]
+
+
+def _duration_or_zero(value: Any) -> timedelta:
+    if isinstance(value, timedelta):
+        return value
+    try:
+        return parse_duration(value, allow_zero=True)
+    except ValueError as exc:
+        raise PydanticCustomError("duration", str(exc)) from None
+
+
+#: A duration that may be zero ("0s" turns the thing off).
+OptionalDelay = Annotated[timedelta, BeforeValidator(_duration_or_zero)]
 
 
 # --- paths and names -----------------------------------------------------------------------
@@ -579,7 +592,7 @@ class DaemonSettings(_Settings):
     """``[daemon]``: how ``archiver run`` schedules captures and housekeeping."""
 
     workers: int = Field(default=2, ge=1, le=32)
-    jitter: Duration = timedelta(seconds=30)
+    jitter: OptionalDelay = timedelta(seconds=30)
     stop_timeout: Duration = timedelta(seconds=60)
     heartbeat_every: Duration = timedelta(seconds=30)
     anchor_every: Duration = timedelta(hours=1)

@@ -13,7 +13,7 @@ from sqlalchemy import update
 from sqlalchemy.orm import Session
 
 from archiver.catalog.db import Catalog
-from archiver.catalog.models import Lease
+from archiver.catalog.models import CaptureRun, Lease
 from archiver.errors import CaptureError
 
 DEFAULT_TTL = timedelta(minutes=10)
@@ -43,6 +43,21 @@ def acquire(
             )
         lease.holder = holder
         lease.generation = (lease.generation or 0) + 1
+        # Runs under an older generation can never commit again (fencing): whoever held the
+        # lease died or lost it, so their runs are closed as interrupted, not left "running".
+        session.execute(
+            update(CaptureRun)
+            .where(
+                CaptureRun.account_id == account_id,
+                CaptureRun.status == "running",
+                CaptureRun.lease_generation < lease.generation,
+            )
+            .values(
+                status="interrupted",
+                finished_at=now,
+                reason=f"its node lost the account lease; taken over by {holder}",
+            )
+        )
         lease.expires_at = now + ttl
         lease.renewed_at = now
         session.flush()

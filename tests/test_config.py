@@ -698,3 +698,12 @@ def test_locator_follows_toml_structure() -> None:
     assert locate(lines, ("arr", 1, "missing")) == 11
     assert locate(lines, ("arr", 1, "list", 1, "q")) == 14
     assert locate(lines, ("nowhere", "at", "all")) == 1
+
+
+def test_jitter_may_be_zero_but_other_durations_may_not(tmp_path: Path) -> None:
+    path = tmp_path / "config.toml"
+    path.write_text('[archiver]\noperator = "x"\n\n[daemon]\njitter = "0s"\n')
+    assert load_config(path).daemon.jitter.total_seconds() == 0
+    path.write_text('[archiver]\noperator = "x"\n\n[daemon]\nstop_timeout = "0s"\n')
+    with pytest.raises(ConfigError, match="daemon.stop_timeout"):
+        load_config(path)

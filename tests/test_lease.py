@@ -44,3 +44,26 @@ def test_a_released_lease_can_be_taken_at_once(catalog: Catalog, account: str) -
     gen = lease.acquire(catalog, account, "node-a:1", NOW)
     lease.release(catalog, account, gen)
     assert lease.acquire(catalog, account, "node-b:2", NOW) == gen + 1
+
+
+def test_taking_a_lease_over_closes_the_old_holders_running_run(
+    catalog: Catalog, account: str
+) -> None:
+    from archiver.catalog.models import CaptureRun
+
+    old = lease.acquire(catalog, account, "node-a:1", NOW)
+    with catalog.session() as s:
+        s.add(
+            CaptureRun(
+                account_id=account,
+                node="node-a",
+                started_at=NOW,
+                status="running",
+                lease_generation=old,
+                stats={},
+            )
+        )
+    lease.acquire(catalog, account, "node-b:2", NOW + lease.DEFAULT_TTL + timedelta(seconds=1))
+    with catalog.session() as s:
+        run = s.query(CaptureRun).one()
+    assert run.status == "interrupted" and "node-b:2" in (run.reason or "")
