@@ -129,7 +129,7 @@ class Daemon:
         self.scheduler = Scheduler(cfg, catalog, self._capture, clock=self.clock)
         self._build_jobs()
         self._startup = {"recovered_files": len(recovery.files), "orphans": recovery.orphans}
-        self._write_heartbeat("running", self.detail(), replace=True)
+        self._write_heartbeat("running", self.detail())
         self.app.record(
             "daemon.start",
             subject=cfg.archiver.node,
@@ -228,9 +228,8 @@ class Daemon:
             detail["config_error"] = self._reload_error
         return detail
 
-    def _write_heartbeat(
-        self, state: str, detail: dict[str, Any] | None = None, *, replace: bool = False
-    ) -> None:
+    def _write_heartbeat(self, state: str, detail: dict[str, Any]) -> None:
+        """Write this node's heartbeat row; ``detail`` replaces what the last beat said."""
         node = self.config.archiver.node
         with self.app.catalog.session() as session:
             row = session.get(Heartbeat, node)
@@ -242,7 +241,7 @@ class Daemon:
             row.started_at = self.started_at
             row.beat_at = self.clock()
             row.state = state
-            row.detail = {**({} if replace else row.detail or {}), **(detail or {})}
+            row.detail = detail
 
     # -- the main thread -------------------------------------------------------------------
 
@@ -338,11 +337,14 @@ class Daemon:
             log.error("configuration reload failed; the running schedule is kept", error=str(exc))
             return False
         self.config, self._reload_error = config, None
-        self.app.record(
-            "daemon.reload",
-            subject=config.archiver.node,
-            detail={"accounts": [a.id for a in config.accounts if a.enabled]},
-        )
+        try:
+            self.app.record(
+                "daemon.reload",
+                subject=config.archiver.node,
+                detail={"accounts": [a.id for a in config.accounts if a.enabled]},
+            )
+        except _FAILURES as exc:
+            log.error("the reload could not be audited", error=str(exc))
         log.info("configuration reloaded", accounts=len(config.accounts), restart_needed=changed)
         return True
 
@@ -391,6 +393,11 @@ class Daemon:
             log.error("the stop could not be recorded", error=str(exc))
 
     def install_signal_handlers(self) -> None:
+        """SIGTERM/SIGINT stop, SIGHUP reloads, SIGUSR1 wedges the heartbeat (diagnostic).
+
+        The handlers only set flags; the main thread acts on them in :meth:`tick`.
+        """
+
         def stop(signum: int, _frame: FrameType | None) -> None:
             log.info("stop requested", signal=signal.Signals(signum).name)
             self.stopping.set()

@@ -705,5 +705,5 @@ def test_jitter_may_be_zero_but_other_durations_may_not(tmp_path: Path) -> None:
     path.write_text('[archiver]\noperator = "x"\n\n[daemon]\njitter = "0s"\n')
     assert load_config(path).daemon.jitter.total_seconds() == 0
     path.write_text('[archiver]\noperator = "x"\n\n[daemon]\nstop_timeout = "0s"\n')
-    with pytest.raises(ConfigError, match="daemon.stop_timeout"):
+    with pytest.raises(ConfigError, match=r"daemon\.stop_timeout"):
         load_config(path)
