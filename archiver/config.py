@@ -600,7 +600,6 @@ class DaemonSettings(_Settings):
     fixity_sample: int = Field(default=5, ge=0)
     retry_after: Duration = timedelta(minutes=15)
     lease_ttl: Duration = timedelta(minutes=10)
-    metrics_port: int | None = Field(default=None, ge=1, le=65535)
 
 
 class LoggingSettings(_Settings):

@@ -122,7 +122,7 @@ class Daemon:
         sdnotify.status("starting: recovering the spool")
         recovery = spool.recover()
         release_dead_leases(catalog, cfg.archiver.node, clock=self.clock)
-        register_accounts(catalog, cfg, self.clock())
+        register_accounts(catalog, cfg, self.app.actor.display, self.clock())
         self.housekeeping = Housekeeping(
             cfg, catalog, store, clock=self.clock, stopping=self.stopping
         )
@@ -329,7 +329,7 @@ class Daemon:
             log.warning("configuration changes that apply only after a restart", sections=changed)
         config = self.config.model_copy(update={"accounts": new.accounts})
         try:
-            register_accounts(self.app.catalog, config, self.clock())
+            register_accounts(self.app.catalog, config, self.app.actor.display, self.clock())
             if self.scheduler is not None:
                 self.scheduler.schedule_accounts(config)
         except _FAILURES as exc:

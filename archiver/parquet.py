@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -33,6 +34,8 @@ from archiver.logging import get_logger
 from archiver.store.base import Store
 
 log = get_logger(__name__)
+
+_PG_ROLL_LOCK = 0x70617271_75657400
 
 SCHEMA = pa.schema(
     [
@@ -98,11 +101,35 @@ def roll(
 ) -> list[Rolled]:
     """Roll every partition that is due (or all of them with ``force``)."""
     now = clock()
-    done = []
-    for partition, count, oldest in pending(catalog):
-        if force or count >= min_rows or now - oldest >= max_age:
-            done.append(_roll_partition(catalog, store, spool_dir, partition, now))
+    done: list[Rolled] = []
+    with _roll_lock(catalog) as mine:
+        if not mine:
+            log.info("another node is rolling Parquet files; skipped")
+            return done
+        for partition, count, oldest in pending(catalog):
+            if force or count >= min_rows or now - oldest >= max_age:
+                done.append(_roll_partition(catalog, store, spool_dir, partition, now))
     return done
+
+
+@contextmanager
+def _roll_lock(catalog: Catalog) -> Iterator[bool]:
+    """Whether this process may roll now.
+
+    On PostgreSQL one node rolls at a time (a session advisory lock): two nodes rolling the
+    same pending rows would write them into two files. SQLite serves one node, whose daemon
+    already runs its rolls one at a time.
+    """
+    if catalog.dialect != "postgresql":
+        yield True
+        return
+    with catalog.engine.connect() as conn:
+        held = bool(conn.execute(select(func.pg_try_advisory_lock(_PG_ROLL_LOCK))).scalar())
+        try:
+            yield held
+        finally:
+            if held:
+                conn.execute(select(func.pg_advisory_unlock(_PG_ROLL_LOCK)))
 
 
 def _rows(catalog: Catalog, partition: str) -> tuple[list[int], dict[str, list[Any]]]:

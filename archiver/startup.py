@@ -9,8 +9,9 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
+from archiver.accounts import AccountChange, reconcile
 from archiver.catalog.db import Catalog
-from archiver.catalog.models import Account, CaptureRun, Lease
+from archiver.catalog.models import CaptureRun, Lease
 from archiver.config import Config
 from archiver.errors import CatalogError
 from archiver.lease import release
@@ -22,40 +23,37 @@ log = get_logger(__name__)
 REGISTER_ATTEMPTS = 3
 
 
-def register_accounts(catalog: Catalog, config: Config, now: datetime) -> None:
-    """Create or update a catalog row for every configured account.
+def register_accounts(
+    catalog: Catalog, config: Config, actor: str, now: datetime
+) -> list[AccountChange]:
+    """Reconcile the catalog's accounts with the configuration (audited); give each a lease row.
 
-    Rows of accounts removed from the configuration stay: their records outlive it. Each
-    account also gets its (free) lease row. Nodes sharing a catalog may start at once and
-    insert the same new rows; the one that loses that race finds them on its next attempt.
+    New accounts are registered, changed settings copied, accounts removed from the
+    configuration become inactive with their records untouched (``archiver.accounts``).
+    Nodes sharing a catalog may start at once and insert the same new rows; the one that
+    loses that race finds them on its next attempt.
     """
     for attempt in range(1, REGISTER_ATTEMPTS + 1):
         try:
-            _register(catalog, config, now)
-            return
+            changes = reconcile(config, catalog, actor, clock=lambda: now)
+            _lease_rows(catalog, config)
         except CatalogError as exc:
             if attempt == REGISTER_ATTEMPTS or not isinstance(exc.__cause__, IntegrityError):
                 raise
             log.info("accounts registered meanwhile by another node; trying again")
+            continue
+        for change in changes:
+            log.info("account reconciled", account=change.account, change=change.action)
+        return changes
+    return []  # pragma: no cover - the loop returns or raises
 
 
-def _register(catalog: Catalog, config: Config, now: datetime) -> None:
+def _lease_rows(catalog: Catalog, config: Config) -> None:
+    # Created here, where a race between starting nodes is retried, so that taking the
+    # lease later only ever locks an existing row.
     with catalog.session() as session:
         for acct in config.accounts:
-            row = session.get(Account, acct.id)
-            if row is None:
-                row = Account(id=acct.id, created_at=now, status="unknown")
-                session.add(row)
-            row.platform = acct.platform
-            row.handle = acct.handle
-            row.platform_id = acct.platform_id
-            row.department = acct.department
-            row.series = acct.series
-            row.enabled = acct.enabled
-            session.flush()
             if session.get(Lease, acct.id) is None:
-                # Created here, where a race between starting nodes is retried, so that
-                # taking the lease later only ever locks an existing row.
                 session.add(Lease(account_id=acct.id, generation=0))
 
 

@@ -11,8 +11,9 @@ from pathlib import Path
 import duckdb
 import pytest
 from pytest_httpserver import HTTPServer
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 
+from archiver import parquet as parquet_module
 from archiver.capture import CaptureRunner
 from archiver.catalog import Catalog
 from archiver.catalog.models import (
@@ -299,3 +300,45 @@ def test_a_server_error_then_success_is_retried_and_the_run_completes(
             )
         ]
     assert b"500" in statuses and b"200" in statuses
+
+
+def test_only_one_node_rolls_parquet_at_a_time(
+    runner: CaptureRunner, fake: FakeBluesky, catalog: Catalog, catalog_url: str
+) -> None:
+    fake.post("Budget hearing Tuesday")
+    runner.capture("mke-bluesky")
+    if catalog.dialect != "postgresql":
+        # SQLite serves one node, whose daemon runs its rolls one at a time: no lock to wait on.
+        assert roll(
+            catalog,
+            runner.store,
+            runner.config.spool.path,
+            min_rows=1,
+            max_age=timedelta(0),
+            force=True,
+        )
+        return
+    other = Catalog.open(catalog_url)
+    with other.engine.connect() as conn:  # another node, in the middle of its roll
+        conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": parquet_module._PG_ROLL_LOCK})
+        assert (
+            roll(
+                catalog,
+                runner.store,
+                runner.config.spool.path,
+                min_rows=1,
+                max_age=timedelta(0),
+                force=True,
+            )
+            == []
+        )
+        conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": parquet_module._PG_ROLL_LOCK})
+    other.dispose()
+    assert roll(
+        catalog,
+        runner.store,
+        runner.config.spool.path,
+        min_rows=1,
+        max_age=timedelta(0),
+        force=True,
+    )

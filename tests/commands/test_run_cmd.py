@@ -40,7 +40,8 @@ def _log_events(stderr: str) -> list[dict[str, object]]:
 
 def _actions(ws: Workspace) -> list[str]:
     with ws.open_catalog() as catalog, catalog.session() as s:
-        return list(s.scalars(select(AuditEntry.action).order_by(AuditEntry.seq)))
+        actions = s.scalars(select(AuditEntry.action).order_by(AuditEntry.seq))
+        return [a for a in actions if a.startswith("daemon.")]
 
 
 def _start(ws: Workspace, run: RunningArchiver) -> dict[str, object]:
