@@ -65,10 +65,10 @@ class App:
         settings = self.config.store
         if isinstance(settings, LocalStoreSettings):
             return LocalStore(settings.path)
-        raise ArchiverError(
-            f"store backend {settings.backend!r} is not available in this version of the "
-            'archiver: set [store] backend = "local"'
-        )
+        # Imported here: boto3 is loaded only by commands that use an S3 store.
+        from archiver.store.s3 import S3Store
+
+        return S3Store.from_settings(settings)
 
     @property
     def spool_dir(self) -> Path:

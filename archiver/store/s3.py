@@ -1,0 +1,713 @@
+"""The S3 store backend: write-once objects in a bucket with versioning and Object Lock.
+
+Layout: the object stored under ``key`` is ``s3://<bucket>/<prefix>/<key>``; its sha256 (hex)
+is the user metadata ``x-amz-meta-sha256`` and S3 also verifies a SHA-256 checksum of the
+bytes on upload (``ChecksumAlgorithm=SHA256``). Retention maps onto Object Lock: a
+``retain_until`` becomes ``ObjectLockMode`` (the configured GOVERNANCE or COMPLIANCE) with
+``ObjectLockRetainUntilDate``; a legal hold is an Object Lock legal hold. The bucket must have
+versioning and Object Lock enabled; :meth:`S3Store.check` says so at start-up.
+
+Retention and holds are checked here before every change (so the rules hold even against an
+S3-compatible server that does not enforce Object Lock), and S3's own refusal is reported as
+:class:`~archiver.errors.RetentionError` too. ``delete`` removes the current *version* (by its
+VersionId), not merely hides it behind a delete marker, so disposition really destroys.
+
+Writes are verified by reading the object back: size, the recorded sha256, and a streaming
+hash of the stored bytes. Large files are uploaded in parts read one at a time from the file,
+so memory stays bounded by the part size.
+"""
+
+from __future__ import annotations
+
+import base64
+import builtins
+import contextlib
+import hashlib
+import hmac
+import os
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, BinaryIO, Literal
+
+import boto3
+from botocore.config import Config as BotoConfig
+from botocore.exceptions import BotoCoreError, ClientError
+
+from archiver.errors import (
+    IntegrityError,
+    ObjectNotFoundError,
+    RetentionError,
+    StoreError,
+    UnsafeKeyError,
+)
+from archiver.store._meta import SHA256_HEX, aware
+from archiver.store.base import ObjectInfo, Store
+from archiver.store.keys import validate_key
+
+if TYPE_CHECKING:
+    from archiver.config import S3StoreSettings
+
+MiB = 1024 * 1024
+#: Files at least this large are uploaded in parts.
+MULTIPART_THRESHOLD = 64 * MiB
+#: The size of each part (S3 requires at least 5 MiB for every part but the last).
+PART_SIZE = 16 * MiB
+#: Ranged GETs used to stream and to verify objects.
+READ_CHUNK = 8 * MiB
+METADATA_SHA256 = "sha256"
+
+LockMode = Literal["GOVERNANCE", "COMPLIANCE"]
+
+_NOT_FOUND = {"404", "NoSuchKey", "NotFound", "NoSuchVersion"}
+_DENIED = {"AccessDenied", "403", "Forbidden"}
+_CREDENTIALS = {
+    "InvalidAccessKeyId",
+    "SignatureDoesNotMatch",
+    "ExpiredToken",
+    "InvalidToken",
+    "TokenRefreshRequired",
+    "UnrecognizedClientException",
+}
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class S3Store:
+    """A :class:`~archiver.store.base.Store` on an S3 bucket with Object Lock.
+
+    Credentials are the given key pair, or boto3's default chain (environment, profile,
+    instance role) when none is given. ``now`` is the clock the client-side retention guard
+    uses. ``client`` replaces the boto3 client (tests).
+    """
+
+    def __init__(
+        self,
+        bucket: str,
+        *,
+        prefix: str = "",
+        region: str | None = None,
+        endpoint_url: str | None = None,
+        object_lock_mode: LockMode = "GOVERNANCE",
+        access_key_id: str | None = None,
+        secret_access_key: str | None = None,
+        now: Callable[[], datetime] = _utc_now,
+        multipart_threshold: int = MULTIPART_THRESHOLD,
+        part_size: int = PART_SIZE,
+        max_attempts: int = 5,
+        connect_timeout: float = 10.0,
+        read_timeout: float = 60.0,
+        client: Any = None,
+    ) -> None:
+        if part_size < 5 * MiB:
+            raise ValueError(f"S3 parts must be at least 5 MiB, not {part_size} bytes")
+        if multipart_threshold < part_size:
+            raise ValueError("the multipart threshold must be at least one part")
+        self._bucket = bucket
+        self._prefix = prefix.strip("/")
+        self._endpoint = endpoint_url
+        self._mode: LockMode = object_lock_mode
+        self._now = now
+        self._threshold = multipart_threshold
+        self._part_size = part_size
+        if client is None:
+            config = BotoConfig(
+                retries={"mode": "standard", "max_attempts": max_attempts},
+                connect_timeout=connect_timeout,
+                read_timeout=read_timeout,
+                # Checksums are asked for explicitly (SHA256) where they matter.
+                request_checksum_calculation="when_required",
+                response_checksum_validation="when_required",
+            )
+            client = boto3.session.Session().client(
+                "s3",
+                region_name=region,
+                endpoint_url=endpoint_url,
+                aws_access_key_id=access_key_id,
+                aws_secret_access_key=secret_access_key,
+                config=config,
+            )
+        self._s3 = client
+
+    @classmethod
+    def from_settings(
+        cls, settings: S3StoreSettings, *, service_credentials: Path | None = None
+    ) -> S3Store:
+        """Build the store from ``[store]`` settings, resolving the key pair if one is set."""
+        key_id = secret = None
+        if settings.access_key_id is not None and settings.secret_access_key is not None:
+            key_id = settings.access_key_id.resolve(service_credentials=service_credentials)
+            secret = settings.secret_access_key.resolve(service_credentials=service_credentials)
+        return cls(
+            settings.bucket,
+            prefix=settings.prefix,
+            region=settings.region,
+            endpoint_url=settings.endpoint_url,
+            object_lock_mode=settings.object_lock_mode,
+            access_key_id=key_id,
+            secret_access_key=secret,
+        )
+
+    def describe(self) -> str:
+        """``s3://bucket/prefix`` (and the endpoint when it is not AWS's); never credentials."""
+        where = f"s3://{self._bucket}/{self._prefix + '/' if self._prefix else ''}"
+        return f"{where} at {self._endpoint}" if self._endpoint else where
+
+    # -- start-up --------------------------------------------------------------------------
+
+    def check(self, *, object_lock: bool = True) -> None:
+        """Check the bucket is reachable, versioned and (by default) has Object Lock enabled.
+
+        Raises ``StoreError`` with one line saying what to fix.
+        """
+        where = self.describe()
+        try:
+            self._s3.head_bucket(Bucket=self._bucket)
+        except ClientError as exc:
+            code = _code(exc)
+            if code in _NOT_FOUND or code == "NoSuchBucket":
+                raise StoreError(
+                    f"the S3 bucket {self._bucket!r} does not exist ({where}); create it with "
+                    "Object Lock enabled, or fix [store] bucket"
+                ) from None
+            raise self._error(exc, "check the bucket") from None
+        except BotoCoreError as exc:
+            raise self._error(exc, "check the bucket") from None
+        try:
+            versioning = self._s3.get_bucket_versioning(Bucket=self._bucket)
+        except (ClientError, BotoCoreError) as exc:
+            raise self._error(exc, "read the bucket's versioning") from None
+        if versioning.get("Status") != "Enabled":
+            raise StoreError(
+                f"versioning is not enabled on the S3 bucket {self._bucket!r} ({where}); "
+                "the archive needs a versioned bucket with Object Lock"
+            )
+        if not object_lock:
+            return
+        try:
+            lock = self._s3.get_object_lock_configuration(Bucket=self._bucket)
+        except ClientError as exc:
+            if _code(exc) == "ObjectLockConfigurationNotFoundError":
+                lock = {}
+            else:
+                raise self._error(exc, "read the bucket's Object Lock configuration") from None
+        except BotoCoreError as exc:
+            raise self._error(exc, "read the bucket's Object Lock configuration") from None
+        if lock.get("ObjectLockConfiguration", {}).get("ObjectLockEnabled") != "Enabled":
+            raise StoreError(
+                f"Object Lock is not enabled on the S3 bucket {self._bucket!r} ({where}); "
+                "retention cannot be enforced: use a bucket created with Object Lock enabled"
+            )
+
+    # -- writing ---------------------------------------------------------------------------
+
+    def put(
+        self, key: str, source: Path, sha256: str, *, retain_until: datetime | None = None
+    ) -> ObjectInfo:
+        """Upload ``source`` under ``key`` (write-once), then read it back to verify it."""
+        name = self._name(key)
+        expected = _check_sha256(sha256)
+        retain = None if retain_until is None else aware(retain_until, "retain_until")
+        if self.exists(key):
+            raise _exists_error(key)
+        try:
+            src = Path(source).open("rb")  # noqa: SIM115 - closed by the with below
+        except OSError as exc:
+            raise StoreError(f"cannot read {source} to store it: {exc.strerror}") from exc
+        extra: dict[str, Any] = {"Metadata": {METADATA_SHA256: expected}}
+        if retain is not None:
+            extra["ObjectLockMode"] = self._mode
+            extra["ObjectLockRetainUntilDate"] = retain
+        with src:
+            size = os.fstat(src.fileno()).st_size
+            if size >= self._threshold:
+                self._put_multipart(key, name, src, expected, extra, source)
+            else:
+                self._put_single(key, name, src, expected, extra, source)
+        return self._verify(key, size, expected)
+
+    def _put_single(
+        self,
+        key: str,
+        name: str,
+        src: BinaryIO,
+        expected: str,
+        extra: dict[str, Any],
+        source: Path,
+    ) -> None:
+        digest = hashlib.sha256()
+        while chunk := src.read(MiB):
+            digest.update(chunk)
+        _compare(digest.hexdigest(), expected, source, key)
+        src.seek(0)
+        try:
+            self._s3.put_object(
+                Bucket=self._bucket,
+                Key=name,
+                Body=src,
+                ChecksumAlgorithm="SHA256",
+                ChecksumSHA256=base64.b64encode(digest.digest()).decode("ascii"),
+                IfNoneMatch="*",
+                **extra,
+            )
+        except ClientError as exc:
+            raise self._put_error(exc, key, source) from None
+        except BotoCoreError as exc:
+            raise self._error(exc, f"store {key!r}") from None
+
+    def _put_multipart(
+        self,
+        key: str,
+        name: str,
+        src: BinaryIO,
+        expected: str,
+        extra: dict[str, Any],
+        source: Path,
+    ) -> None:
+        try:
+            upload = self._s3.create_multipart_upload(
+                Bucket=self._bucket, Key=name, ChecksumAlgorithm="SHA256", **extra
+            )
+        except (ClientError, BotoCoreError) as exc:
+            raise self._error(exc, f"start uploading {key!r}") from None
+        upload_id = upload["UploadId"]
+        try:
+            digest = hashlib.sha256()
+            parts: builtins.list[dict[str, Any]] = []
+            number = 0
+            while data := src.read(self._part_size):
+                number += 1
+                digest.update(data)
+                part_sum = base64.b64encode(hashlib.sha256(data).digest()).decode("ascii")
+                answer = self._s3.upload_part(
+                    Bucket=self._bucket,
+                    Key=name,
+                    UploadId=upload_id,
+                    PartNumber=number,
+                    Body=data,
+                    ChecksumAlgorithm="SHA256",
+                    ChecksumSHA256=part_sum,
+                )
+                parts.append(
+                    {"PartNumber": number, "ETag": answer["ETag"], "ChecksumSHA256": part_sum}
+                )
+            _compare(digest.hexdigest(), expected, source, key)
+            self._s3.complete_multipart_upload(
+                Bucket=self._bucket,
+                Key=name,
+                UploadId=upload_id,
+                MultipartUpload={"Parts": parts},
+                IfNoneMatch="*",
+            )
+        except BaseException as exc:
+            # An incomplete upload is invisible; if aborting fails, a lifecycle rule reaps it.
+            with contextlib.suppress(ClientError, BotoCoreError):
+                self._s3.abort_multipart_upload(Bucket=self._bucket, Key=name, UploadId=upload_id)
+            if isinstance(exc, ClientError):
+                raise self._put_error(exc, key, source) from None
+            if isinstance(exc, BotoCoreError):
+                raise self._error(exc, f"store {key!r}") from None
+            raise
+
+    def _verify(self, key: str, size: int, expected: str) -> ObjectInfo:
+        """Read the stored object back; on any disagreement remove it and raise."""
+        info = self.head(key)
+        problem = None
+        if info.size != size:
+            problem = f"{info.size} bytes were stored but the file has {size}"
+        elif not hmac.compare_digest(info.sha256, expected):
+            problem = f"its recorded sha256 is {info.sha256!r}, not {expected}"
+        else:
+            digest = hashlib.sha256()
+            stored = 0
+            for chunk in self._chunks(key, info.version_id, info.size):
+                digest.update(chunk)
+                stored += len(chunk)
+            actual = digest.hexdigest()
+            if stored != size or not hmac.compare_digest(actual, expected):
+                problem = f"reading it back gave sha256 {actual} ({stored} bytes)"
+        if problem is None:
+            return info
+        removed = self._discard(key, info.version_id)
+        raise IntegrityError(
+            f"the object stored under {key!r} in {self.describe()} does not match the file "
+            f"({problem}); "
+            + (
+                "it was removed"
+                if removed
+                else "it could not be removed (Object Lock): it must be disposed of by hand"
+            )
+        )
+
+    def _discard(self, key: str, version_id: str | None) -> bool:
+        """Delete a just-written bad version, bypassing governance retention if allowed."""
+        args: dict[str, Any] = {"Bucket": self._bucket, "Key": self._name(key)}
+        if version_id:
+            args["VersionId"] = version_id
+        for bypass in (False, True):
+            try:
+                if bypass:
+                    self._s3.delete_object(**args, BypassGovernanceRetention=True)
+                else:
+                    self._s3.delete_object(**args)
+                return True
+            except (ClientError, BotoCoreError):
+                continue
+        return False
+
+    def set_retention(self, key: str, retain_until: datetime) -> ObjectInfo:
+        """Extend the retention of ``key``; shortening it raises ``RetentionError``."""
+        new = aware(retain_until, "retain_until")
+        info = self.head(key)
+        if info.retain_until is not None and new < info.retain_until:
+            raise RetentionError(
+                f"{key!r} is retained until {info.retain_until.isoformat()}; retention "
+                f"can be extended but never shortened (asked for {new.isoformat()})"
+            )
+        mode = self._lock_mode(key, info.version_id) or self._mode
+        try:
+            self._s3.put_object_retention(
+                Bucket=self._bucket,
+                Key=self._name(key),
+                **_version(info.version_id),
+                Retention={"Mode": mode, "RetainUntilDate": new},
+            )
+        except ClientError as exc:
+            if _code(exc) in _DENIED:
+                raise RetentionError(
+                    f"S3 refused to change the retention of {key!r} to {new.isoformat()}: "
+                    "Object Lock forbids shortening it, or the credentials lack "
+                    "s3:PutObjectRetention"
+                ) from None
+            raise self._error(exc, f"set the retention of {key!r}", key) from None
+        except BotoCoreError as exc:
+            raise self._error(exc, f"set the retention of {key!r}", key) from None
+        return self.head(key)
+
+    def set_legal_hold(self, key: str, on: bool) -> ObjectInfo:
+        """Place (``on=True``) or release a legal hold on ``key``."""
+        info = self.head(key)
+        try:
+            self._s3.put_object_legal_hold(
+                Bucket=self._bucket,
+                Key=self._name(key),
+                **_version(info.version_id),
+                LegalHold={"Status": "ON" if on else "OFF"},
+            )
+        except (ClientError, BotoCoreError) as exc:
+            raise self._error(exc, f"set the legal hold of {key!r}", key) from None
+        return self.head(key)
+
+    def delete(self, key: str) -> None:
+        """Delete the current version of ``key``; refused while it is retained or held."""
+        info = self.head(key)
+        self._refuse_locked(info)
+        self._delete_version(key, info.version_id)
+
+    def delete_all_versions(self, key: str) -> int:
+        """Delete every version of ``key`` (none if any is retained or held); count deleted."""
+        versions = self.list_versions(key)
+        for info in versions:
+            self._refuse_locked(info)
+        for info in versions:
+            self._delete_version(key, info.version_id)
+        # Delete markers carry no data; remove them so the key leaves no trace.
+        for marker in self._version_entries(key, "DeleteMarkers"):
+            self._delete_version(key, marker)
+        return len(versions)
+
+    def _refuse_locked(self, info: ObjectInfo) -> None:
+        now = aware(self._now(), "the store's clock")
+        which = f"{info.key!r}" + (f" (version {info.version_id})" if info.version_id else "")
+        if info.legal_hold:
+            raise RetentionError(
+                f"{which} is under a legal hold; it cannot be deleted until the hold is released"
+            )
+        if info.retain_until is not None and info.retain_until > now:
+            raise RetentionError(
+                f"{which} is retained until {info.retain_until.isoformat()} "
+                f"(now {now.isoformat()}); it cannot be deleted before then"
+            )
+
+    def _delete_version(self, key: str, version_id: str | None) -> None:
+        try:
+            self._s3.delete_object(Bucket=self._bucket, Key=self._name(key), **_version(version_id))
+        except ClientError as exc:
+            if _code(exc) in _DENIED:
+                raise RetentionError(
+                    f"S3 refused to delete {key!r}: its Object Lock retention or legal hold is "
+                    "still in force (or the credentials lack s3:DeleteObjectVersion)"
+                ) from None
+            raise self._error(exc, f"delete {key!r}", key) from None
+        except BotoCoreError as exc:
+            raise self._error(exc, f"delete {key!r}", key) from None
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def get(self, key: str, offset: int = 0, length: int | None = None) -> bytes:
+        """Return ``length`` bytes of ``key`` from ``offset`` (to the end when None)."""
+        if offset < 0 or (length is not None and length < 0):
+            raise ValueError(f"offset and length must not be negative ({offset}, {length})")
+        name = self._name(key)
+        if length == 0:
+            self.head(key)
+            return b""
+        end = "" if length is None else str(offset + length - 1)
+        try:
+            answer = self._s3.get_object(
+                Bucket=self._bucket, Key=name, Range=f"bytes={offset}-{end}"
+            )
+        except ClientError as exc:
+            if _code(exc) == "InvalidRange":  # offset at or past the end
+                self.head(key)
+                return b""
+            raise self._error(exc, f"read {key!r}", key) from None
+        except BotoCoreError as exc:
+            raise self._error(exc, f"read {key!r}", key) from None
+        return self._read_body(answer["Body"], key)
+
+    def open(self, key: str) -> Iterator[bytes]:
+        """Stream ``key`` in ranged chunks; absence raises now, not on the first chunk."""
+        info = self.head(key)
+        return self._chunks(key, info.version_id, info.size)
+
+    def head(self, key: str) -> ObjectInfo:
+        """The object's size, sha256, retention and hold, as S3 reports them."""
+        return self._head(key, None)
+
+    def exists(self, key: str) -> bool:
+        """Whether an object is stored under ``key``."""
+        try:
+            self._head(key, None)
+        except ObjectNotFoundError:
+            return False
+        return True
+
+    def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
+        """Every object whose key starts with ``prefix``, in key order."""
+        if prefix.startswith("."):
+            raise UnsafeKeyError(
+                f"cannot list {prefix!r}: keys starting with '.' are reserved for the store"
+            )
+        base = self._name_prefix()
+        pages = self._s3.get_paginator("list_objects_v2").paginate(
+            Bucket=self._bucket, Prefix=base + prefix
+        )
+        try:
+            names = [entry["Key"] for page in pages for entry in page.get("Contents", [])]
+        except (ClientError, BotoCoreError) as exc:
+            raise self._error(exc, f"list {prefix!r}") from None
+        for name in sorted(names):
+            key = name[len(base) :]
+            if not _valid(key):
+                continue
+            try:
+                yield self.head(key)
+            except ObjectNotFoundError:
+                continue  # deleted while we were listing
+
+    def list_versions(self, key: str) -> builtins.list[ObjectInfo]:
+        """Every stored version of ``key`` (not delete markers), newest first."""
+        return [self._head(key, vid) for vid in self._version_entries(key, "Versions")]
+
+    # -- mechanics -------------------------------------------------------------------------
+
+    def _name_prefix(self) -> str:
+        return f"{self._prefix}/" if self._prefix else ""
+
+    def _name(self, key: str) -> str:
+        return self._name_prefix() + validate_key(key)
+
+    def _version_entries(self, key: str, kind: str) -> builtins.list[str | None]:
+        name = self._name(key)
+        pages = self._s3.get_paginator("list_object_versions").paginate(
+            Bucket=self._bucket, Prefix=name
+        )
+        found: builtins.list[tuple[datetime, str | None]] = []
+        try:
+            for page in pages:
+                for entry in page.get(kind, []):
+                    if entry["Key"] == name:
+                        vid = entry.get("VersionId")
+                        found.append((entry["LastModified"], None if vid == "null" else vid))
+        except (ClientError, BotoCoreError) as exc:
+            raise self._error(exc, f"list the versions of {key!r}", key) from None
+        found.sort(key=lambda item: item[0], reverse=True)  # stable: S3's order among equals
+        return [vid for _, vid in found]
+
+    def _head(self, key: str, version_id: str | None) -> ObjectInfo:
+        try:
+            answer = self._s3.head_object(
+                Bucket=self._bucket, Key=self._name(key), **_version(version_id)
+            )
+        except (ClientError, BotoCoreError) as exc:
+            raise self._error(exc, f"read the metadata of {key!r}", key) from None
+        sha256 = answer.get("Metadata", {}).get(METADATA_SHA256, "")
+        if not SHA256_HEX.fullmatch(sha256):
+            raise StoreError(
+                f"{key!r} in {self.describe()} has no valid sha256 metadata; it was not "
+                "written by the archiver, or its metadata was damaged"
+            )
+        retain = answer.get("ObjectLockRetainUntilDate")
+        hold = answer.get("ObjectLockLegalHoldStatus")
+        if hold is None:
+            hold = self._legal_hold_status(key, answer.get("VersionId"))
+        vid = answer.get("VersionId")
+        return ObjectInfo(
+            key=key,
+            size=int(answer["ContentLength"]),
+            sha256=sha256,
+            retain_until=None if retain is None else aware(retain, "retain_until"),
+            legal_hold=hold == "ON",
+            version_id=None if vid in (None, "null") else vid,
+            created=answer.get("LastModified"),
+        )
+
+    def _legal_hold_status(self, key: str, version_id: str | None) -> str:
+        try:
+            answer = self._s3.get_object_legal_hold(
+                Bucket=self._bucket, Key=self._name(key), **_version(version_id)
+            )
+        except ClientError as exc:
+            if _code(exc) in {"NoSuchObjectLockConfiguration", "InvalidRequest"}:
+                return "OFF"
+            raise self._error(exc, f"read the legal hold of {key!r}", key) from None
+        except BotoCoreError as exc:
+            raise self._error(exc, f"read the legal hold of {key!r}", key) from None
+        status: str = answer.get("LegalHold", {}).get("Status", "OFF")
+        return status
+
+    def _lock_mode(self, key: str, version_id: str | None) -> str | None:
+        try:
+            answer = self._s3.get_object_retention(
+                Bucket=self._bucket, Key=self._name(key), **_version(version_id)
+            )
+        except (ClientError, BotoCoreError):
+            return None
+        mode: str | None = answer.get("Retention", {}).get("Mode")
+        return mode
+
+    def _chunks(self, key: str, version_id: str | None, size: int) -> Iterator[bytes]:
+        """The object's bytes in ranged GETs of ``READ_CHUNK`` bytes."""
+        name = self._name(key)
+        offset = 0
+        while offset < size:
+            end = min(offset + READ_CHUNK, size) - 1
+            try:
+                answer = self._s3.get_object(
+                    Bucket=self._bucket,
+                    Key=name,
+                    Range=f"bytes={offset}-{end}",
+                    **_version(version_id),
+                )
+            except (ClientError, BotoCoreError) as exc:
+                raise self._error(exc, f"read {key!r}", key) from None
+            data = self._read_body(answer["Body"], key)
+            if not data:
+                raise IntegrityError(f"{key!r} ended at byte {offset} but S3 reported {size} bytes")
+            yield data
+            offset += len(data)
+
+    def _read_body(self, body: Any, key: str) -> bytes:
+        try:
+            with body:
+                data: bytes = body.read()
+        except (BotoCoreError, OSError) as exc:
+            raise StoreError(f"reading {key!r} from {self.describe()} failed: {exc}") from None
+        return data
+
+    def _put_error(self, exc: ClientError, key: str, source: Path) -> StoreError | IntegrityError:
+        code = _code(exc)
+        if code in {"PreconditionFailed", "ConditionalRequestConflict"}:
+            return _exists_error(key)
+        if code in {"BadDigest", "InvalidDigest", "XAmzContentSHA256Mismatch"}:
+            return IntegrityError(
+                f"S3 received different bytes for {key!r} than {source} held when it was "
+                "hashed (the file changed while being stored?); nothing was stored"
+            )
+        return self._error(exc, f"store {key!r}")
+
+    def _error(self, exc: Exception, action: str, key: str | None = None) -> StoreError:
+        """A secret-free ``StoreError`` (or ``ObjectNotFoundError``) saying what to check."""
+        where = self.describe()
+        if isinstance(exc, ClientError):
+            code = _code(exc)
+            status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+            if key is not None and code in _NOT_FOUND:
+                return ObjectNotFoundError(f"no object is stored under {key!r} in {where}")
+            if code == "NoSuchBucket":
+                return StoreError(
+                    f"cannot {action}: the S3 bucket {self._bucket!r} does not exist ({where}); "
+                    "check [store] bucket and endpoint_url"
+                )
+            if code in _CREDENTIALS:
+                return StoreError(
+                    f"cannot {action}: S3 rejected the credentials ({code}); check "
+                    "[store] access_key_id/secret_access_key or the AWS credential chain"
+                )
+            if code in _DENIED:
+                return StoreError(
+                    f"cannot {action}: access denied by {where}; check the credentials "
+                    "([store] access_key_id/secret_access_key or the AWS credential chain) "
+                    "and that their policy allows this on the bucket"
+                )
+            return StoreError(f"cannot {action} in {where}: S3 answered {code} (HTTP {status})")
+        if type(exc).__name__ == "NoCredentialsError":
+            return StoreError(
+                f"cannot {action}: no AWS credentials found; set [store] access_key_id and "
+                "secret_access_key, or configure the default credential chain"
+            )
+        if type(exc).__name__ in {"EndpointConnectionError", "ConnectTimeoutError"}:
+            return StoreError(
+                f"cannot {action}: the S3 endpoint for {where} cannot be reached; check "
+                "[store] endpoint_url/region and the network"
+            )
+        return StoreError(f"cannot {action} in {where}: {type(exc).__name__}: {exc}")
+
+
+# -- helpers ---------------------------------------------------------------------------------
+
+
+def _code(exc: ClientError) -> str:
+    code: str = exc.response.get("Error", {}).get("Code", "") or str(
+        exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", "")
+    )
+    return code
+
+
+def _version(version_id: str | None) -> dict[str, str]:
+    return {"VersionId": version_id} if version_id else {}
+
+
+def _check_sha256(value: str) -> str:
+    digest = value.lower()
+    if not SHA256_HEX.fullmatch(digest):
+        raise ValueError(f"sha256 must be 64 hexadecimal digits, not {value!r}")
+    return digest
+
+
+def _compare(actual: str, expected: str, source: Path, key: str) -> None:
+    if not hmac.compare_digest(actual, expected):
+        raise IntegrityError(
+            f"{source} has sha256 {actual} but {expected} was recorded for it; "
+            f"nothing was stored under {key!r}"
+        )
+
+
+def _valid(key: str) -> bool:
+    try:
+        validate_key(key)
+    except UnsafeKeyError:
+        return False
+    return True
+
+
+def _exists_error(key: str) -> StoreError:
+    return StoreError(f"an object is already stored under {key!r}; stored objects are write-once")
+
+
+if TYPE_CHECKING:
+    # mypy proves here that S3Store satisfies the Store protocol.
+    _conforms: type[Store] = S3Store
