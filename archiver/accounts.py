@@ -113,6 +113,25 @@ def reconcile(
     return changes
 
 
+def ensure_registered(
+    catalog: Catalog, settings: AccountSettings, actor: str, now: datetime
+) -> AccountChange | None:
+    """Register one configured account if the catalog does not know it yet (audited)."""
+    with catalog.session() as session:
+        if session.get(Account, settings.id) is not None:
+            return None
+        change = _register(session, settings, now)
+        audit.append(
+            session,
+            actor=actor,
+            action=change.audit_action,
+            subject=change.account,
+            detail=dict(change.detail),
+            clock=lambda: now,
+        )
+        return change
+
+
 def _register(session: Session, settings: AccountSettings, now: datetime) -> AccountChange:
     row = Account(id=settings.id, created_at=now, status="unknown")
     _copy_settings(row, settings)

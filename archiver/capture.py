@@ -20,6 +20,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from archiver import lease
+from archiver.accounts import ensure_registered
 from archiver.catalog.db import Catalog
 from archiver.catalog.models import (
     Account,
@@ -241,22 +242,8 @@ class CaptureRunner:
         )
 
     def _ensure_account(self, settings: AccountSettings, now: datetime) -> None:
-        with self.catalog.session() as s:
-            row = s.get(Account, settings.id)
-            if row is None:
-                s.add(
-                    Account(
-                        id=settings.id,
-                        platform=settings.platform,
-                        handle=settings.handle,
-                        platform_id=settings.platform_id,
-                        department=settings.department,
-                        series=settings.series,
-                        enabled=settings.enabled,
-                        created_at=now,
-                        status="unknown",
-                    )
-                )
+        # A capture of an account the daemon never registered (``archiver capture`` first).
+        ensure_registered(self.catalog, settings, f"{self.config.archiver.node}:{os.getpid()}", now)
 
     def _start_run(self, account_id: str, generation: int, now: datetime) -> int:
         with self.catalog.session() as s:
