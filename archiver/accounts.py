@@ -102,14 +102,7 @@ def reconcile(
             if row.id not in configured and row.status != INACTIVE:
                 changes.append(_deactivate(row, day))
         for change in changes:
-            audit.append(
-                session,
-                actor=actor,
-                action=change.audit_action,
-                subject=change.account,
-                detail=dict(change.detail),
-                clock=lambda: now,
-            )
+            _audit(session, change, actor, now)
     return changes
 
 
@@ -121,15 +114,19 @@ def ensure_registered(
         if session.get(Account, settings.id) is not None:
             return None
         change = _register(session, settings, now)
-        audit.append(
-            session,
-            actor=actor,
-            action=change.audit_action,
-            subject=change.account,
-            detail=dict(change.detail),
-            clock=lambda: now,
-        )
+        _audit(session, change, actor, now)
         return change
+
+
+def _audit(session: Session, change: AccountChange, actor: str, now: datetime) -> None:
+    audit.append(
+        session,
+        actor=actor,
+        action=change.audit_action,
+        subject=change.account,
+        detail=dict(change.detail),
+        clock=lambda: now,
+    )
 
 
 def _register(session: Session, settings: AccountSettings, now: datetime) -> AccountChange:

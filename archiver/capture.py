@@ -401,7 +401,6 @@ class _Run:
         return checkpoint, CapturePlan(rescan_threads=tuple(threads), full_walk=full_walk)
 
     def _record_account_status(self, status: Any) -> None:
-        evidence_note = None
         if status.state is AccountState.UNAVAILABLE:
             body = canonical_json(
                 {
@@ -411,7 +410,7 @@ class _Run:
                     "seen_at": self.captured_at.isoformat(),
                 }
             )
-            evidence_note = self.sink.append(
+            self.sink.append(
                 metadata_record(
                     f"urn:archiver:account:{self.settings.id}", body, refers_to=status.evidence
                 )
@@ -424,7 +423,6 @@ class _Run:
             acct.status = "ok" if status.state is AccountState.REACHABLE else "unavailable"
             acct.status_reason = status.reason
             self._fence(s)
-        del evidence_note
 
     # -- one page ------------------------------------------------------------------------
 
@@ -585,7 +583,7 @@ class _Run:
                     )
                 )
         s.flush()
-        for item_id, row in rows.items():
+        for row in rows.values():
             if row.platform_parent_id and row.parent_id is None:
                 parent = s.scalars(
                     select(ItemRow.id).where(
@@ -594,7 +592,6 @@ class _Run:
                     )
                 ).first()
                 row.parent_id = parent
-            del item_id
 
     # -- deletions -----------------------------------------------------------------------
 
