@@ -19,6 +19,7 @@ from archiver.config import Config, LocalStoreSettings, load_config
 from archiver.errors import ArchiverError, PermissionDenied
 from archiver.identity import DEFAULT_SERVICE_USERS, Actor, current_actor, roles_for
 from archiver.store import LocalStore, Store
+from archiver.store.locking import LockingStore, default_lock
 from archiver.warc import WarcInfo
 
 
@@ -62,13 +63,22 @@ class App:
 
     @cached_property
     def store(self) -> Store:
+        """The configured backend; every object it stores is locked by the retention seam."""
         settings = self.config.store
+        backend: Store
         if isinstance(settings, LocalStoreSettings):
-            return LocalStore(settings.path)
-        # Imported here: boto3 is loaded only by commands that use an S3 store.
-        from archiver.store.s3 import S3Store
+            backend = LocalStore(settings.path)
+        else:
+            # Imported here: boto3 is loaded only by commands that use an S3 store.
+            from archiver.store.s3 import S3Store
 
-        return S3Store.from_settings(settings)
+            backend = S3Store.from_settings(settings)
+        return LockingStore(backend, default_lock(self.config.retention.default_lock))
+
+    def checked_store(self) -> Store:
+        """The store, after checking it is reachable and set up as configured (start-up)."""
+        self.store.check()
+        return self.store
 
     @property
     def spool_dir(self) -> Path:

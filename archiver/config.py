@@ -602,6 +602,12 @@ class DaemonSettings(_Settings):
     lease_ttl: Duration = timedelta(minutes=10)
 
 
+class RetentionSettings(_Settings):
+    """``[retention]``: how long stored objects are locked against deletion."""
+
+    default_lock: OptionalDelay = timedelta(0)
+
+
 class LoggingSettings(_Settings):
     """``[logging]``: log level and format."""
 
@@ -699,7 +705,17 @@ class AccountSettings(_Settings):
 
 # --- the whole file ------------------------------------------------------------------------
 
-_SECTIONS = ("catalog", "store", "spool", "warc", "http", "parquet", "daemon", "logging")
+_SECTIONS = (
+    "catalog",
+    "store",
+    "spool",
+    "warc",
+    "http",
+    "parquet",
+    "daemon",
+    "retention",
+    "logging",
+)
 
 
 class _Problems(ConfigError):
@@ -723,6 +739,7 @@ class Config(_Settings):
     http: HttpSettings = Field(default_factory=HttpSettings)
     parquet: ParquetSettings = Field(default_factory=ParquetSettings)
     daemon: DaemonSettings = Field(default_factory=DaemonSettings)
+    retention: RetentionSettings = Field(default_factory=RetentionSettings)
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
     roles: dict[GroupName, Role] = Field(default_factory=dict)
     accounts: list[AccountSettings] = Field(default_factory=list)

@@ -114,8 +114,11 @@ class Daemon:
     def start(self) -> Started:
         """Migrate, check the store, recover the spool, register accounts, build the jobs."""
         cfg = self.config
-        catalog, store = self.app.catalog, self.app.store
-        sdnotify.status("starting: checking the catalog schema and the store")
+        catalog = self.app.catalog
+        sdnotify.status("starting: checking the store and the catalog schema")
+        # First, before anything touches the spool: a wrong endpoint or a missing bucket
+        # stops the start with one line, and every file waiting in the spool stays put.
+        store = self.app.checked_store()
         state = upgrade(catalog)
         layout = ensure_layout(store, create=True)
         spool = Spool(cfg.spool.path, store, catalog, max_bytes=cfg.spool.max_bytes)

@@ -213,6 +213,11 @@ def configure_logging(
         root.addHandler(handler)
         _handler = handler
         root.setLevel(number)
+        # Alembic says "Context impl SQLiteImpl." at INFO on every schema check: debugging
+        # detail, which would bury a one-line start-up error under six lines of noise.
+        logging.getLogger("alembic").setLevel(
+            logging.NOTSET if number <= logging.DEBUG else logging.WARNING
+        )
 
 
 def get_logger(name: str) -> structlog.stdlib.BoundLogger:

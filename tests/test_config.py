@@ -267,6 +267,7 @@ def test_every_setting_in_the_example_is_explained_by_a_comment() -> None:
         "http",
         "parquet",
         "daemon",
+        "retention",
         "logging",
         "roles",
         "accounts",

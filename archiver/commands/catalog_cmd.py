@@ -21,9 +21,10 @@ def catalog() -> None:
 def upgrade(app: App) -> None:
     """Create or migrate the catalog schema (serialized by a lock) and initialise the store."""
     app.require("admin", command="catalog upgrade")
+    store = app.checked_store()
     before = schema_state(app.catalog)
     after = upgrade_schema(app.catalog)
-    ensure_layout(app.store, create=True)
+    ensure_layout(store, create=True)
     app.record(
         "catalog.upgrade",
         subject=redacted(app.catalog.engine.url),

@@ -92,6 +92,13 @@ class Store(Protocol):
         """Delete every version of ``key`` (each refused while retained or held); count deleted."""
         ...
 
+    def check(self) -> None:
+        """Check the store is reachable, writable and set up as configured (at start-up).
+
+        Raises ``StoreError`` with one line saying what to fix.
+        """
+        ...
+
     def describe(self) -> str:
         """A one-line, secret-free description for logs and ``status`` (``file:///srv/...``)."""
         ...
