@@ -566,6 +566,7 @@ class _Run:
                 warc_length=obs.version.length,
                 warc_record_id=obs.version.record_id,
                 partition=obs.partition.name,
+                text=item.text,
             )
             s.add(version)
             s.flush()
@@ -672,6 +673,7 @@ class _Run:
                         warc_length=note.length,
                         warc_record_id=note.record_id,
                         partition=partition.name,
+                        text=row.text,
                     )
                 )
                 self._fence(s)

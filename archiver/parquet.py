@@ -163,7 +163,7 @@ def _rows(catalog: Catalog, partition: str) -> tuple[list[int], dict[str, list[A
                 "version_no": version.version_no,
                 "change": version.change,
                 "state": item.state,
-                "text": item.text,
+                "text": version.text if version.text is not None else item.text,
                 "content_sha256": version.content_sha256,
                 "warc_file_id": version.warc_file_id,
                 "warc_offset": version.warc_offset,

@@ -189,6 +189,8 @@ class ItemVersion(Base):
     partition: Mapped[str] = mapped_column(String(400), default="")
     # The Parquet file that holds this version's row; None while it waits to be rolled.
     parquet_file_id: Mapped[str | None] = mapped_column(String(FILE_ID), index=True)
+    # This version's text as captured (the item row holds only the latest).
+    text: Mapped[str | None] = mapped_column(Text)
 
 
 class ItemMedia(Base):
@@ -236,6 +238,8 @@ class FixityEvent(Base):
     outcome: Mapped[str] = mapped_column(String(16))  # "pass", "fail", "missing"
     detail: Mapped[str | None] = mapped_column(Text)
     actor: Mapped[str] = mapped_column(String(256))
+    # PREMIS "fixity check": the message digest algorithm the bytes were checked with.
+    algorithm: Mapped[str] = mapped_column(String(16), default="sha256", server_default="sha256")
 
 
 class Lease(Base):
