@@ -224,7 +224,16 @@ def test_serve_runs_the_schedule_on_real_threads_until_asked_to_stop(
         while True:
             with app.catalog.session() as s:
                 runs = s.scalars(select(CaptureRun)).all()
-            if runs and runs[0].status != "running":
+            # Finished in the catalog is not yet rescheduled: wait for the scheduler too,
+            # or stopping now would leave the first next_run in place.
+            state = daemon.scheduler.states().get("mke-facebook") if daemon.scheduler else None
+            rescheduled = (
+                state is not None
+                and state.last_run_at is not None
+                and state.next_run is not None
+                and state.next_run > state.last_run_at
+            )
+            if runs and runs[0].status != "running" and rescheduled:
                 break
             assert time.monotonic() < deadline, "no capture run was recorded"
             time.sleep(0.1)
