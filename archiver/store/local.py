@@ -77,6 +77,15 @@ class LocalStore:
         """``file:///abs/root``."""
         return self._root.as_uri()
 
+    def check(self) -> None:
+        """Check the root is (or can be made) a writable directory; ``StoreError`` if not."""
+        self._prepare()
+        if not os.access(self._root / TMP_DIR, os.W_OK | os.X_OK):
+            raise StoreError(
+                f"the store directory {self._root} is not writable by this user; fix its "
+                "owner or permissions, or [store] path"
+            )
+
     # -- writing ---------------------------------------------------------------------------
 
     def put(
@@ -266,6 +275,8 @@ class LocalStore:
                 "own metadata and temporary files"
             )
         directory = prefix.rpartition("/")[0]
+        if directory and not _valid(directory):
+            return  # every key under it would be unsafe, so none is stored (as on S3)
         start = self._path(directory) if directory else self._root
         if not start.is_dir():
             return

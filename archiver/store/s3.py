@@ -13,8 +13,12 @@ S3-compatible server that does not enforce Object Lock), and S3's own refusal is
 VersionId), not merely hides it behind a delete marker, so disposition really destroys.
 
 Writes are verified by reading the object back: size, the recorded sha256, and a streaming
-hash of the stored bytes. Large files are uploaded in parts read one at a time from the file,
-so memory stays bounded by the part size.
+hash of the stored bytes. A read-back that disagrees is repeated before it condemns the object
+(it may have been damaged on the way, not in the bucket); a condemned version is removed, or,
+when Object Lock forbids that, hidden behind a delete marker so the key can be stored again.
+Large files are uploaded in parts read one at a time from the file, so memory stays bounded by
+the part size. Throttling, 5xx answers and broken connections are retried by botocore; a
+retried upload that S3 had in fact stored (its answer was lost) is recognised as our own.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ import hashlib
 import hmac
 import os
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, Literal
 
@@ -41,12 +45,15 @@ from archiver.errors import (
     StoreError,
     UnsafeKeyError,
 )
+from archiver.logging import get_logger
 from archiver.store._meta import SHA256_HEX, aware
 from archiver.store.base import ObjectInfo, Store
 from archiver.store.keys import validate_key
 
 if TYPE_CHECKING:
     from archiver.config import S3StoreSettings
+
+log = get_logger(__name__)
 
 MiB = 1024 * 1024
 #: Files at least this large are uploaded in parts.
@@ -55,12 +62,16 @@ MULTIPART_THRESHOLD = 64 * MiB
 PART_SIZE = 16 * MiB
 #: Ranged GETs used to stream and to verify objects.
 READ_CHUNK = 8 * MiB
+#: How many times a read-back that disagrees with the file is repeated before it condemns it.
+VERIFY_READS = 2
 METADATA_SHA256 = "sha256"
 
 LockMode = Literal["GOVERNANCE", "COMPLIANCE"]
 
 _NOT_FOUND = {"404", "NoSuchKey", "NotFound", "NoSuchVersion"}
 _DENIED = {"AccessDenied", "403", "Forbidden"}
+#: Throttling answers (botocore retries them, and so does the caller, later).
+_BUSY = {"SlowDown", "Throttling", "ThrottlingException", "RequestLimitExceeded"}
 _CREDENTIALS = {
     "InvalidAccessKeyId",
     "SignatureDoesNotMatch",
@@ -80,7 +91,9 @@ class S3Store:
 
     Credentials are the given key pair, or boto3's default chain (environment, profile,
     instance role) when none is given. ``now`` is the clock the client-side retention guard
-    uses. ``client`` replaces the boto3 client (tests).
+    uses. Each request is tried up to ``max_attempts`` times (botocore's standard retry
+    mode) on throttling, 5xx answers and broken connections. ``client`` replaces the boto3
+    client (tests).
     """
 
     def __init__(
@@ -112,9 +125,14 @@ class S3Store:
         self._now = now
         self._threshold = multipart_threshold
         self._part_size = part_size
+        self._attempts = max(1, max_attempts)
         if client is None:
             config = BotoConfig(
-                retries={"mode": "standard", "max_attempts": max_attempts},
+                # botocore's "max_attempts" counts retries only; "total_max_attempts" counts
+                # every attempt, which is what our max_attempts means (1: never retry).
+                # Standard mode retries throttling (503 SlowDown), 5xx answers and broken
+                # connections, rewinding a file body before sending it again.
+                retries={"mode": "standard", "total_max_attempts": max_attempts},
                 connect_timeout=connect_timeout,
                 read_timeout=read_timeout,
                 # Checksums are asked for explicitly (SHA256) where they matter.
@@ -209,7 +227,9 @@ class S3Store:
         """Upload ``source`` under ``key`` (write-once), then read it back to verify it."""
         name = self._name(key)
         expected = _check_sha256(sha256)
-        retain = None if retain_until is None else aware(retain_until, "retain_until")
+        retain = (
+            None if retain_until is None else _whole_second(aware(retain_until, "retain_until"))
+        )
         if self.exists(key):
             raise _exists_error(key)
         try:
@@ -253,9 +273,28 @@ class S3Store:
                 **extra,
             )
         except ClientError as exc:
+            if self._own_write_refused(exc, key, expected):
+                return
             raise self._put_error(exc, key, source) from None
         except BotoCoreError as exc:
             raise self._error(exc, f"store {key!r}") from None
+
+    def _own_write_refused(self, exc: ClientError, key: str, expected: str) -> bool:
+        """Whether If-None-Match refused a *retry* because S3 already holds what we sent.
+
+        When S3 stored an upload but its answer was lost (a reset, a read timeout), botocore
+        sends it again and ``If-None-Match: *`` refuses the repeat: the object in the way is
+        our own first attempt, not another writer's. One carrying our sha256 is taken as
+        ours; ``put``'s read-back then checks its size and bytes as for any upload.
+        """
+        retried = exc.response.get("ResponseMetadata", {}).get("RetryAttempts", 0)
+        if _code(exc) != "PreconditionFailed" or not retried:
+            return False
+        try:
+            info = self.head(key)
+        except StoreError:
+            return False
+        return hmac.compare_digest(info.sha256, expected)
 
     def _put_multipart(
         self,
@@ -302,6 +341,8 @@ class S3Store:
                 IfNoneMatch="*",
             )
         except BaseException as exc:
+            if isinstance(exc, ClientError) and self._own_write_refused(exc, key, expected):
+                return  # completed on an attempt whose answer was lost
             # An incomplete upload is invisible; if aborting fails, a lifecycle rule reaps it.
             with contextlib.suppress(ClientError, BotoCoreError):
                 self._s3.abort_multipart_upload(Bucket=self._bucket, Key=name, UploadId=upload_id)
@@ -312,7 +353,7 @@ class S3Store:
             raise
 
     def _verify(self, key: str, size: int, expected: str) -> ObjectInfo:
-        """Read the stored object back; on any disagreement remove it and raise."""
+        """Read the stored object back; if it lastingly disagrees, remove (or hide) it and raise."""
         info = self.head(key)
         problem = None
         if info.size != size:
@@ -320,29 +361,52 @@ class S3Store:
         elif not hmac.compare_digest(info.sha256, expected):
             problem = f"its recorded sha256 is {info.sha256!r}, not {expected}"
         else:
-            digest = hashlib.sha256()
-            stored = 0
-            for chunk in self._chunks(key, info.version_id, info.size):
-                digest.update(chunk)
-                stored += len(chunk)
-            actual = digest.hexdigest()
-            if stored != size or not hmac.compare_digest(actual, expected):
-                problem = f"reading it back gave sha256 {actual} ({stored} bytes)"
+            # A read-back can be damaged on its way to us (a flaky link, proxy or NIC) while
+            # the stored bytes are right, and ranged GETs carry no checksum to tell. So a
+            # disagreeing read is repeated: if a read matches the sha256 the stored bytes are
+            # the file's (a SHA-256 match is no accident); only reads that keep disagreeing
+            # condemn the object. Removing a good object for a network glitch would cost a
+            # re-upload, or, under a lock, leave a version nobody can delete.
+            for attempt in range(1, VERIFY_READS + 1):
+                problem = self._read_back(key, info, size, expected)
+                if problem is None:
+                    if attempt > 1:
+                        log.warning(
+                            "S3 read-back disagreed, then matched",
+                            key=key,
+                            store=self.describe(),
+                            reads=attempt,
+                        )
+                    break
         if problem is None:
             return info
-        removed = self._discard(key, info.version_id)
+        outcome = self._discard(key, info.version_id)
         raise IntegrityError(
             f"the object stored under {key!r} in {self.describe()} does not match the file "
-            f"({problem}); "
-            + (
-                "it was removed"
-                if removed
-                else "it could not be removed (Object Lock): it must be disposed of by hand"
-            )
+            f"({problem}); {outcome}"
         )
 
-    def _discard(self, key: str, version_id: str | None) -> bool:
-        """Delete a just-written bad version, bypassing governance retention if allowed."""
+    def _read_back(self, key: str, info: ObjectInfo, size: int, expected: str) -> str | None:
+        """Stream the stored version and hash it: what is wrong with it, or None."""
+        digest = hashlib.sha256()
+        stored = 0
+        for chunk in self._chunks(key, info.version_id, info.size):
+            digest.update(chunk)
+            stored += len(chunk)
+        actual = digest.hexdigest()
+        if stored != size or not hmac.compare_digest(actual, expected):
+            return f"reading it back gave sha256 {actual} ({stored} bytes)"
+        return None
+
+    def _discard(self, key: str, version_id: str | None) -> str:
+        """Get rid of a just-written bad version; say what was done, for the error message.
+
+        The version is deleted, bypassing governance retention if the credentials may. If
+        Object Lock still forbids that (COMPLIANCE), a delete marker hides it: the key then
+        reads as absent, so a caller that takes an existing object with the right metadata
+        as already stored (the spool after a crash) uploads it again instead of trusting a
+        version that failed its check.
+        """
         args: dict[str, Any] = {"Bucket": self._bucket, "Key": self._name(key)}
         if version_id:
             args["VersionId"] = version_id
@@ -352,14 +416,28 @@ class S3Store:
                     self._s3.delete_object(**args, BypassGovernanceRetention=True)
                 else:
                     self._s3.delete_object(**args)
-                return True
+                return "it was removed"
             except (ClientError, BotoCoreError):
                 continue
-        return False
+        if version_id:
+            try:
+                self._s3.delete_object(Bucket=self._bucket, Key=self._name(key))
+            except (ClientError, BotoCoreError):
+                pass
+            else:
+                return (
+                    f"Object Lock forbids removing it, so version {version_id} was hidden behind "
+                    "a delete marker (the key can be stored again); dispose of that version "
+                    "when its retention ends"
+                )
+        return (
+            "it could not be removed or hidden (Object Lock or permissions): it must be "
+            "disposed of by hand before the key is stored again"
+        )
 
     def set_retention(self, key: str, retain_until: datetime) -> ObjectInfo:
         """Extend the retention of ``key``; shortening it raises ``RetentionError``."""
-        new = aware(retain_until, "retain_until")
+        new = _whole_second(aware(retain_until, "retain_until"))
         info = self.head(key)
         if info.retain_until is not None and new < info.retain_until:
             raise RetentionError(
@@ -456,9 +534,7 @@ class S3Store:
             return b""
         end = "" if length is None else str(offset + length - 1)
         try:
-            answer = self._s3.get_object(
-                Bucket=self._bucket, Key=name, Range=f"bytes={offset}-{end}"
-            )
+            return self._get_range(key, name, f"bytes={offset}-{end}", None)
         except ClientError as exc:
             if _code(exc) == "InvalidRange":  # offset at or past the end
                 self.head(key)
@@ -466,7 +542,6 @@ class S3Store:
             raise self._error(exc, f"read {key!r}", key) from None
         except BotoCoreError as exc:
             raise self._error(exc, f"read {key!r}", key) from None
-        return self._read_body(answer["Body"], key)
 
     def open(self, key: str) -> Iterator[bytes]:
         """Stream ``key`` in ranged chunks; absence raises now, not on the first chunk."""
@@ -555,6 +630,7 @@ class S3Store:
         if hold is None:
             hold = self._legal_hold_status(key, answer.get("VersionId"))
         vid = answer.get("VersionId")
+        modified = answer.get("LastModified")
         return ObjectInfo(
             key=key,
             size=int(answer["ContentLength"]),
@@ -562,7 +638,7 @@ class S3Store:
             retain_until=None if retain is None else aware(retain, "retain_until"),
             legal_hold=hold == "ON",
             version_id=None if vid in (None, "null") else vid,
-            created=answer.get("LastModified"),
+            created=None if modified is None else aware(modified, "LastModified"),
         )
 
     def _legal_hold_status(self, key: str, version_id: str | None) -> str:
@@ -596,27 +672,39 @@ class S3Store:
         while offset < size:
             end = min(offset + READ_CHUNK, size) - 1
             try:
-                answer = self._s3.get_object(
-                    Bucket=self._bucket,
-                    Key=name,
-                    Range=f"bytes={offset}-{end}",
-                    **_version(version_id),
-                )
+                data = self._get_range(key, name, f"bytes={offset}-{end}", version_id)
             except (ClientError, BotoCoreError) as exc:
                 raise self._error(exc, f"read {key!r}", key) from None
-            data = self._read_body(answer["Body"], key)
             if not data:
                 raise IntegrityError(f"{key!r} ended at byte {offset} but S3 reported {size} bytes")
             yield data
             offset += len(data)
 
-    def _read_body(self, body: Any, key: str) -> bytes:
-        try:
-            with body:
-                data: bytes = body.read()
-        except (BotoCoreError, OSError) as exc:
-            raise StoreError(f"reading {key!r} from {self.describe()} failed: {exc}") from None
-        return data
+    def _get_range(self, key: str, name: str, byte_range: str, version_id: str | None) -> bytes:
+        """One ranged GET's bytes; a body that breaks off is fetched again.
+
+        botocore retries a request that fails, but not a body that breaks off after the
+        headers came (a reset, a read timeout, a short read): that is retried here, up to
+        ``max_attempts`` times. The GET's own errors propagate to the caller.
+        """
+        for attempt in range(1, self._attempts + 1):
+            answer = self._s3.get_object(
+                Bucket=self._bucket, Key=name, Range=byte_range, **_version(version_id)
+            )
+            try:
+                # closing(), not the body's own ``with``: that yields the raw urllib3 stream,
+                # whose errors are not botocore's and which skips the Content-Length check.
+                with contextlib.closing(answer["Body"]) as body:
+                    data: bytes = body.read()
+            except (BotoCoreError, OSError) as exc:
+                if attempt == self._attempts:
+                    raise StoreError(
+                        f"reading {key!r} from {self.describe()} broke off {attempt} times in "
+                        f"a row; the last time: {exc}"
+                    ) from None
+                continue
+            return data
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def _put_error(self, exc: ClientError, key: str, source: Path) -> StoreError | IntegrityError:
         code = _code(exc)
@@ -653,6 +741,12 @@ class S3Store:
                     "([store] access_key_id/secret_access_key or the AWS credential chain) "
                     "and that their policy allows this on the bucket"
                 )
+            if code in _BUSY or (isinstance(status, int) and status >= 500):
+                attempts = exc.response.get("ResponseMetadata", {}).get("RetryAttempts", 0) + 1
+                return StoreError(
+                    f"cannot {action} in {where}: S3 answered {code} (HTTP {status}) to all "
+                    f"{attempts} attempts; S3 is throttling or unavailable, try again later"
+                )
             return StoreError(f"cannot {action} in {where}: S3 answered {code} (HTTP {status})")
         if type(exc).__name__ == "NoCredentialsError":
             return StoreError(
@@ -675,6 +769,14 @@ def _code(exc: ClientError) -> str:
         exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", "")
     )
     return code
+
+
+def _whole_second(moment: datetime) -> datetime:
+    """``moment`` rounded up to a whole second: S3 keeps retain-until dates to the second,
+    and rounding down would lock an object for less time than asked."""
+    if moment.microsecond:
+        return moment.replace(microsecond=0) + timedelta(seconds=1)
+    return moment
 
 
 def _version(version_id: str | None) -> dict[str, str]:

@@ -13,6 +13,7 @@ import contextlib
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -51,16 +52,20 @@ def moto_endpoint() -> Iterator[str]:
     pytest.importorskip("moto.server", reason="moto[server] is not installed")
     port = free_port()
     url = f"http://127.0.0.1:{port}"
+    # The server logs every request to stderr. A file, not a pipe: a pipe nobody reads fills
+    # up after a few hundred requests and the server then blocks, answering nothing.
+    log = tempfile.TemporaryFile()  # noqa: SIM115 - closed in the finally below
     proc = subprocess.Popen(
         [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
+        stderr=log,
     )
     try:
         deadline = time.monotonic() + START_TIMEOUT
         while not _answers(url):
             if proc.poll() is not None:
-                err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
+                log.seek(0)
+                err = log.read().decode(errors="replace")
                 pytest.fail(f"moto server exited with {proc.returncode}: {err[-2000:]}")
             if time.monotonic() > deadline:
                 pytest.fail(f"moto server did not answer on {url} within {START_TIMEOUT}s")
@@ -73,8 +78,7 @@ def moto_endpoint() -> Iterator[str]:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
-        if proc.stderr:
-            proc.stderr.close()
+        log.close()
 
 
 def s3_client(endpoint: str) -> Any:
