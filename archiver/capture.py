@@ -57,6 +57,7 @@ from archiver.parquet import Rolled, roll
 from archiver.plugins import load_connector
 from archiver.ratelimit import policy_for
 from archiver.redact import scrub_registered
+from archiver.search.index import index_session
 from archiver.spool import Spool
 from archiver.store.base import Store
 from archiver.warc import WarcInfo
@@ -481,6 +482,7 @@ class _Run:
         with self.catalog.session() as s:
             register_records(s, [*self.sink.take(), *item_pointers], run_id=self.run_id)
             self._apply(s, observed, known)
+            index_session(s)  # the search index, in the transaction that writes the versions
             if checkpoint is not None:
                 s.add(
                     CheckpointRow(
@@ -676,6 +678,7 @@ class _Run:
                         text=row.text,
                     )
                 )
+                index_session(s)
                 self._fence(s)
             self.stats.deleted += 1
         self._flush_sink()

@@ -23,6 +23,8 @@ its message and its exit code, never a traceback.
     - ``ConnectorNotFoundError``: no installed connector for the account's platform.
   - ``ExportArchiveError`` (exit 11): an export archive is unsafe or unreadable (zip slip,
     links, size bombs); nothing from it is imported.
+  - ``SearchQueryError`` (exit 2): a search query does not follow the grammar (an unclosed
+    quote or parenthesis, an operator without a term); the message says what and where.
 """
 
 from __future__ import annotations
@@ -125,3 +127,7 @@ class ExportArchiveError(ArchiverError):
     """An export archive is unsafe or unreadable; nothing from it was imported."""
 
     exit_code = 11
+
+
+class SearchQueryError(ArchiverError):
+    """A search query does not follow the search grammar; the message says where."""
