@@ -20,8 +20,12 @@ from archiver.commands import (
     audit_cmd,
     capture_cmd,
     catalog_cmd,
+    restore_cmd,
     run_cmd,
+    search_cmd,
+    show_cmd,
     status_cmd,
+    verify_cmd,
 )
 from archiver.errors import ArchiverError
 
@@ -57,6 +61,10 @@ cli.add_command(status_cmd.status)
 cli.add_command(accounts_cmd.accounts)
 cli.add_command(capture_cmd.capture)
 cli.add_command(capture_cmd.connectors)
+cli.add_command(search_cmd.search)
+cli.add_command(show_cmd.show)
+cli.add_command(restore_cmd.restore)
+cli.add_command(verify_cmd.verify)
 
 
 def main(argv: list[str] | None = None) -> None:
