@@ -11,26 +11,27 @@ from archiver.catalog.models import WarcRecord
 from archiver.warc_records import RecordPointer
 
 
+def record_row(ptr: RecordPointer, *, run_id: int | None, recorded_at: datetime) -> WarcRecord:
+    """The catalog row that points at one stored record."""
+    return WarcRecord(
+        record_id=ptr.record_id,
+        file_id=ptr.file_id,
+        offset=ptr.offset,
+        length=ptr.length,
+        warc_type=ptr.warc_type,
+        target_uri=ptr.target_uri,
+        block_digest=ptr.block_digest,
+        payload_digest=ptr.payload_digest,
+        run_id=run_id,
+        recorded_at=recorded_at,
+    )
+
+
 def register_records(
     session: Session, pointers: Iterable[RecordPointer], *, run_id: int | None = None
 ) -> int:
     """Add a row per record, in the caller's transaction; call only after the WARC was synced."""
     now = datetime.now(UTC)
-    count = 0
-    for ptr in pointers:
-        session.add(
-            WarcRecord(
-                record_id=ptr.record_id,
-                file_id=ptr.file_id,
-                offset=ptr.offset,
-                length=ptr.length,
-                warc_type=ptr.warc_type,
-                target_uri=ptr.target_uri,
-                block_digest=ptr.block_digest,
-                payload_digest=ptr.payload_digest,
-                run_id=run_id,
-                recorded_at=now,
-            )
-        )
-        count += 1
-    return count
+    rows = [record_row(ptr, run_id=run_id, recorded_at=now) for ptr in pointers]
+    session.add_all(rows)
+    return len(rows)

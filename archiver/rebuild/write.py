@@ -20,8 +20,8 @@ from archiver.catalog.models import (
     ItemVersion,
     Media,
     StoredFile,
-    WarcRecord,
 )
+from archiver.catalog.records import record_row
 from archiver.config import AccountSettings
 from archiver.errors import CatalogError
 from archiver.rebuild.facts import AccountFacts
@@ -98,21 +98,8 @@ def write_account(
     """The account row and every item, version, media and record row of one account."""
     session.add(account_row(facts.account, facts, settings, now))
     session.flush()
-    session.add_all(
-        WarcRecord(
-            record_id=p.record_id,
-            file_id=p.file_id,
-            offset=p.offset,
-            length=p.length,
-            warc_type=p.warc_type,
-            target_uri=p.target_uri,
-            block_digest=p.block_digest,
-            payload_digest=p.payload_digest,
-            run_id=None,
-            recorded_at=p.date,
-        )
-        for p in facts.records
-    )
+    # Runs are operational state and are not rebuilt: no run id.
+    session.add_all(record_row(p, run_id=None, recorded_at=p.date) for p in facts.records)
     media_ids = _media(session, facts)
     items: dict[str, Item] = {}
     for fact in facts.items:
