@@ -24,7 +24,7 @@ import re
 import socket
 import tomllib
 from collections.abc import Iterable, Mapping
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args, get_origin
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -602,10 +602,57 @@ class DaemonSettings(_Settings):
     lease_ttl: Duration = timedelta(minutes=10)
 
 
+_MONTH_DAY = re.compile(r"(\d{2})-(\d{2})")
+
+
+class RetentionRuleSettings(_Settings):
+    """``[[retention.rules]]``: which items of which accounts belong to a records series.
+
+    Every rule whose non-empty lists all match an item applies, as does the account's own
+    ``series``; the series with the longest retention wins.
+    """
+
+    name: Segment = Field(description='a short name for the rule, e.g. "public-comments"')
+    series: Segment = Field(description="the code of a series in the retention schedules")
+    accounts: list[Segment] = Field(default_factory=list)
+    kinds: list[Literal["post", "comment", "reply", "message", "media", "profile"]] = Field(
+        default_factory=list
+    )
+    states: list[Literal["present", "edited", "hidden", "deleted"]] = Field(
+        default_factory=list
+    )
+
+
+def _month_day(value: Any) -> Any:
+    if isinstance(value, str):
+        m = _MONTH_DAY.fullmatch(value)
+        if m:
+            month, day = int(m.group(1)), int(m.group(2))
+            try:
+                datetime(2001, month, day)  # a year without Feb 29: the start must exist yearly
+            except ValueError:
+                pass
+            else:
+                return (month, day)
+    raise PydanticCustomError(
+        "month_day", 'expected a month and day as "MM-DD" that exists every year, e.g. "07-01"'
+    )
+
+
+MonthDay = Annotated[tuple[int, int], BeforeValidator(_month_day)]
+
+
 class RetentionSettings(_Settings):
-    """``[retention]``: how long stored objects are locked against deletion."""
+    """``[retention]``: schedules, assignment rules, disposition and object locks."""
 
     default_lock: OptionalDelay = timedelta(0)
+    # None: the schedules shipped with the archiver (schedules/*.toml).
+    schedules_dir: ConfigPath | None = None
+    fiscal_year_start: MonthDay = (1, 1)
+    report_ttl: Duration = timedelta(days=30)
+    report_every: OptionalDelay = timedelta(days=7)
+    require_approval: bool = False
+    rules: list[RetentionRuleSettings] = Field(default_factory=list)
 
 
 class LoggingSettings(_Settings):
@@ -766,6 +813,17 @@ class Config(_Settings):
                     )
                 )
             seen.setdefault(account.id, index)
+        rule_names: dict[str, int] = {}
+        for index, rule in enumerate(self.retention.rules):
+            if rule.name in rule_names:
+                problems.append(
+                    (
+                        ("retention", "rules", index, "name"),
+                        f"duplicate rule name {rule.name!r} "
+                        f"(also retention.rules[{rule_names[rule.name]}])",
+                    )
+                )
+            rule_names.setdefault(rule.name, index)
         if self.catalog.password is not None and self.catalog.is_sqlite:
             problems.append((("catalog", "password"), "a SQLite catalog takes no password"))
         if self.spool.max_bytes < self.warc.rotate_size:

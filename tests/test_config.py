@@ -109,7 +109,8 @@ def _at(data: Any, path: tuple[Any, ...]) -> Any:
 def example_variants(text: str) -> list[tuple[str, dict[str, Any]]]:
     """The example as loaded, plus one document per commented-out alternative in it.
 
-    A commented-out ``# [table]`` header starts an alternative that *replaces* that table;
+    A commented-out ``# [table]`` header starts an alternative that *replaces* that table,
+    a commented-out ``# [[array]]`` header one that *appends* an element to that array;
     the commented-out keys after it (up to the next header, active or commented) belong to
     it. Commented-out keys under an active header form one alternative that *updates* that
     table (or ``[[array]]`` element). Each alternative is parsed with tomllib, so it must be
@@ -133,8 +134,11 @@ def example_variants(text: str) -> list[tuple[str, dict[str, Any]]]:
         body = line[1:].strip()
         header = _HEADER.match(body)
         if header:
-            assert not header.group(1), "commented-out [[arrays]] are not supported here"
-            commented = ("replace", _header_path(header, {}))
+            if header.group(1):  # a commented-out [[array]] element: appended to the array
+                keys = tuple(k.strip().strip('"') for k in header.group(2).split("."))
+                commented = ("append", keys)
+            else:
+                commented = ("replace", _header_path(header, {}))
             groups.setdefault(commented, [])
             first_line.setdefault(commented, number)
             continue
@@ -144,7 +148,9 @@ def example_variants(text: str) -> list[tuple[str, dict[str, Any]]]:
     for (kind, path), lines in groups.items():
         document = tomllib.loads("\n".join(lines))
         variant = copy.deepcopy(active)
-        if kind == "replace":
+        if kind == "append":
+            _at(variant, path[:-1]).setdefault(path[-1], []).append(document)
+        elif kind == "replace":
             _at(variant, path[:-1])[path[-1]] = document
         else:
             _at(variant, path).update(document)
@@ -268,6 +274,7 @@ def test_every_setting_in_the_example_is_explained_by_a_comment() -> None:
         "parquet",
         "daemon",
         "retention",
+        "retention.rules",
         "logging",
         "roles",
         "accounts",

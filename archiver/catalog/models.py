@@ -115,9 +115,11 @@ class StoredFile(Base):
     stored_at: Mapped[datetime]
     retain_until: Mapped[datetime | None]
     legal_hold: Mapped[bool] = mapped_column(Boolean, default=False)
-    # "stored", "disposed"
+    # "stored", "disposed", "pending" (disposition waits for a COMPLIANCE lock to end)
     state: Mapped[str] = mapped_column(String(16), default="stored")
     disposed_at: Mapped[datetime | None]
+    # While ``state`` is "pending": the retain-until the deletion waits for.
+    pending_until: Mapped[datetime | None]
 
 
 class WarcRecord(Base):
@@ -167,6 +169,13 @@ class Item(Base):
     edited_at: Mapped[datetime | None]
     content_sha256: Mapped[str | None] = mapped_column(String(SHA256_HEX))
     versions: Mapped[int] = mapped_column(Integer, default=0)
+    # The assignment rule that put the item in its series (``[[retention.rules]]`` name, or
+    # "default"); None for items captured before assignments were recorded.
+    series_rule: Mapped[str | None] = mapped_column(String(128))
+    # Set when the item was destroyed: the row stays as a stub (id, series, dates, content
+    # hash) pointing at the certificate of destruction; its text is gone.
+    disposed_at: Mapped[datetime | None]
+    certificate_id: Mapped[str | None] = mapped_column(String(FILE_ID), index=True)
 
 
 class ItemVersion(Base):
@@ -282,3 +291,160 @@ class AuditEntry(Base):
     detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     prev_hash: Mapped[str] = mapped_column(String(SHA256_HEX))
     hash: Mapped[str] = mapped_column(String(SHA256_HEX), unique=True)
+
+
+# --- retention, holds and disposition -------------------------------------------------------
+
+
+class Hold(Base):
+    """A legal hold or a public-records-request hold: no item in its scope may be destroyed.
+
+    Scope: accounts (none = every account), an item creation-date range, and a search query
+    (resolved when retention is evaluated, so items captured later are covered too).
+    """
+
+    __tablename__ = "holds"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    case_id: Mapped[str] = mapped_column(String(256), index=True)
+    kind: Mapped[str] = mapped_column(String(16))  # "legal", "prr"
+    reason: Mapped[str] = mapped_column(Text)
+    accounts: Mapped[list[str]] = mapped_column(JSON, default=list)
+    # Items created (captured, when the platform gives no date) in [created_from, created_to].
+    created_from: Mapped[datetime | None]
+    created_to: Mapped[datetime | None]
+    query: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime]
+    created_by: Mapped[str] = mapped_column(String(256))
+    released_at: Mapped[datetime | None]
+    released_by: Mapped[str | None] = mapped_column(String(256))
+    release_reason: Mapped[str | None] = mapped_column(Text)
+    # A public-records request's outcome (Wis. Stat. § 19.35(5)).
+    granted_on: Mapped[datetime | None]
+    denied_on: Mapped[datetime | None]
+
+
+class RetentionEvent(Base):
+    """Something that starts an event-triggered retention period (an account's closure)."""
+
+    __tablename__ = "retention_events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    kind: Mapped[str] = mapped_column(String(64), index=True)
+    account_id: Mapped[str | None] = mapped_column(String(128))
+    occurred_at: Mapped[datetime]
+    recorded_at: Mapped[datetime]
+    recorded_by: Mapped[str] = mapped_column(String(256))
+    note: Mapped[str | None] = mapped_column(Text)
+
+
+class RetentionNotice(Base):
+    """A notice of intended destruction sent to (or a waiver from) the historical society."""
+
+    __tablename__ = "retention_notices"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    series: Mapped[str] = mapped_column(String(128), index=True)
+    kind: Mapped[str] = mapped_column(String(16))  # "sent", "waiver"
+    on: Mapped[datetime]
+    reference: Mapped[str] = mapped_column(String(512))
+    recorded_at: Mapped[datetime]
+    recorded_by: Mapped[str] = mapped_column(String(256))
+    note: Mapped[str | None] = mapped_column(Text)
+
+
+class DispositionReport(Base):
+    """A list of items eligible for disposition at one moment; it expires."""
+
+    __tablename__ = "disposition_reports"
+
+    id: Mapped[str] = mapped_column(String(FILE_ID), primary_key=True)
+    created_at: Mapped[datetime]
+    created_by: Mapped[str] = mapped_column(String(256))
+    expires_at: Mapped[datetime]
+    # "open", "disposed", "expired"
+    status: Mapped[str] = mapped_column(String(16), default="open")
+    summary: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class DispositionReportItem(Base):
+    """An item a report found eligible, with the decision behind it."""
+
+    __tablename__ = "disposition_report_items"
+
+    report_id: Mapped[str] = mapped_column(
+        ForeignKey("disposition_reports.id"), primary_key=True
+    )
+    item_id: Mapped[int] = mapped_column(ForeignKey("items.id"), primary_key=True, index=True)
+    series: Mapped[str] = mapped_column(String(128))
+    eligible_on: Mapped[datetime | None]
+    reason: Mapped[str] = mapped_column(Text)
+
+
+class DispositionApproval(Base):
+    """An officer's approval of a report (a second officer, where config requires one)."""
+
+    __tablename__ = "disposition_approvals"
+
+    report_id: Mapped[str] = mapped_column(
+        ForeignKey("disposition_reports.id"), primary_key=True
+    )
+    approved_by: Mapped[str] = mapped_column(String(256), primary_key=True)
+    approved_at: Mapped[datetime]
+    note: Mapped[str | None] = mapped_column(Text)
+
+
+class DispositionRun(Base):
+    """One execution of a report; its steps are the journal a crash rolls forward from."""
+
+    __tablename__ = "disposition_runs"
+
+    id: Mapped[str] = mapped_column(String(FILE_ID), primary_key=True)
+    report_id: Mapped[str] = mapped_column(ForeignKey("disposition_reports.id"), index=True)
+    started_at: Mapped[datetime]
+    started_by: Mapped[str] = mapped_column(String(256))
+    finished_at: Mapped[datetime | None]
+    # "planned", "running", "done", "pending" (objects wait for a COMPLIANCE lock)
+    state: Mapped[str] = mapped_column(String(16))
+    plan: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    certificate_id: Mapped[str | None] = mapped_column(String(FILE_ID))
+
+
+class DispositionStep(Base):
+    """One journaled step of a disposition run, done at most once and redone idempotently."""
+
+    __tablename__ = "disposition_steps"
+
+    run_id: Mapped[str] = mapped_column(ForeignKey("disposition_runs.id"), primary_key=True)
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    subject: Mapped[str | None] = mapped_column(String(1024))
+    detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    # "planned", "done", "pending"
+    state: Mapped[str] = mapped_column(String(16), default="planned")
+    done_at: Mapped[datetime | None]
+
+
+class Certificate(Base):
+    """A certificate of destruction, stored permanently as JSON and HTML."""
+
+    __tablename__ = "certificates"
+
+    id: Mapped[str] = mapped_column(String(FILE_ID), primary_key=True)
+    run_id: Mapped[str] = mapped_column(ForeignKey("disposition_runs.id"), index=True)
+    created_at: Mapped[datetime]
+    json_key: Mapped[str] = mapped_column(String(1024))
+    html_key: Mapped[str] = mapped_column(String(1024))
+    sha256: Mapped[str] = mapped_column(String(SHA256_HEX))
+    summary: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class NamedLock(Base):
+    """A catalog-wide lock by name ("retention": disposition against hold changes)."""
+
+    __tablename__ = "named_locks"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    holder: Mapped[str | None] = mapped_column(String(256))
+    expires_at: Mapped[datetime | None]
+    generation: Mapped[int] = mapped_column(BigInteger, default=0)
