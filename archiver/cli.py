@@ -21,6 +21,7 @@ from archiver.commands import (
     capture_cmd,
     catalog_cmd,
     restore_cmd,
+    retention_cmd,
     run_cmd,
     search_cmd,
     show_cmd,
@@ -65,6 +66,7 @@ cli.add_command(search_cmd.search)
 cli.add_command(show_cmd.show)
 cli.add_command(restore_cmd.restore)
 cli.add_command(verify_cmd.verify)
+cli.add_command(retention_cmd.retention)
 
 
 def main(argv: list[str] | None = None) -> None:
