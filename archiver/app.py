@@ -17,9 +17,12 @@ from archiver import __version__, audit
 from archiver.catalog import Catalog, require_current
 from archiver.config import Config, LocalStoreSettings, load_config
 from archiver.errors import ArchiverError, PermissionDenied
+from archiver.evaluate import policy_of
 from archiver.identity import DEFAULT_SERVICE_USERS, Actor, current_actor, roles_for
+from archiver.retention_locks import lock_until_for
+from archiver.series import Schedules, load_schedules
 from archiver.store import LocalStore, Store
-from archiver.store.locking import LockingStore, default_lock
+from archiver.store.locking import LockingStore
 from archiver.warc import WarcInfo
 
 
@@ -62,6 +65,11 @@ class App:
         return self.catalog
 
     @cached_property
+    def schedules(self) -> Schedules:
+        """The retention schedules: ``[retention] schedules_dir``, or the shipped ones."""
+        return load_schedules(self.config.retention.schedules_dir)
+
+    @cached_property
     def store(self) -> Store:
         """The configured backend; every object it stores is locked by the retention seam."""
         settings = self.config.store
@@ -73,7 +81,9 @@ class App:
             from archiver.store.s3 import S3Store
 
             backend = S3Store.from_settings(settings)
-        return LockingStore(backend, default_lock(self.config.retention.default_lock))
+        policy = policy_of(self.config)
+        lock_until = lock_until_for(self.schedules, policy, self.config.retention.default_lock)
+        return LockingStore(backend, lock_until)
 
     def checked_store(self) -> Store:
         """The store, after checking it is reachable and set up as configured (start-up)."""
