@@ -175,6 +175,18 @@ def _rows(catalog: Catalog, partition: str) -> tuple[list[int], dict[str, list[A
     return ids, columns
 
 
+def write_file(table: pa.Table, path: Path) -> str:
+    """Write ``table`` (of :data:`SCHEMA`) as one of our Parquet files, fsync it; its sha256.
+
+    The one place the writer settings live: the roll and ``archiver.compact`` both use it.
+    """
+    pq.write_table(table, path, compression="zstd")
+    with path.open("rb") as f:
+        digest = hashlib.file_digest(f, "sha256").hexdigest()
+        os.fsync(f.fileno())
+    return digest
+
+
 def _roll_partition(
     catalog: Catalog, store: Store, spool_dir: Path, partition: str, now: datetime
 ) -> Rolled:
@@ -184,11 +196,7 @@ def _roll_partition(
     key = part.key(ObjectKind.PARQUET, file_id)
     spool_dir.mkdir(parents=True, exist_ok=True)
     path = spool_dir / f"{file_id}.parquet"
-    table = pa.Table.from_pydict(columns, schema=SCHEMA)
-    pq.write_table(table, path, compression="zstd")
-    with path.open("rb") as f:
-        digest = hashlib.file_digest(f, "sha256").hexdigest()
-        os.fsync(f.fileno())
+    digest = write_file(pa.Table.from_pydict(columns, schema=SCHEMA), path)
     size = path.stat().st_size
     if not store.exists(key):
         store.put(key, path, digest)

@@ -77,6 +77,29 @@ def _utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def put_sidecar(store: Store, key: str, closed: ClosedWarc, *, tmp_dir: Path) -> None:
+    """Store the public ``<key>.sha256.json`` sidecar of a stored WARC, unless it is there.
+
+    Also used by ``archiver.compact`` for the files it rewrites, so every WARC's sidecar has
+    the one format the catalog rebuild reads.
+    """
+    body = json.dumps(
+        {
+            "file_id": closed.file_id,
+            "key": key,
+            "partition": closed.partition.name,
+            "sha256": closed.sha256,
+            "size": closed.size,
+            "records": closed.record_count,
+        },
+        sort_keys=True,
+        indent=1,
+    ).encode()
+    target = sidecar_key(key)
+    if not store.exists(target):
+        put_bytes(store, target, body, tmp_dir=tmp_dir)
+
+
 @dataclass(frozen=True, slots=True)
 class SpoolState:
     """What ``archiver status`` shows of the spool."""
@@ -238,21 +261,7 @@ class Spool:
         return self.store.put(key, path, sha256)
 
     def _put_sidecar(self, key: str, closed: ClosedWarc) -> None:
-        body = json.dumps(
-            {
-                "file_id": closed.file_id,
-                "key": key,
-                "partition": closed.partition.name,
-                "sha256": closed.sha256,
-                "size": closed.size,
-                "records": closed.record_count,
-            },
-            sort_keys=True,
-            indent=1,
-        ).encode()
-        target = sidecar_key(key)
-        if not self.store.exists(target):
-            put_bytes(self.store, target, body, tmp_dir=self.directory)
+        put_sidecar(self.store, key, closed, tmp_dir=self.directory)
 
     def _remove(self, *paths: Path) -> None:
         for path in paths:
