@@ -8,8 +8,9 @@ before the catalog commit that records it, as a write-once WARC file holding one
 
     control/facts/<YYYY-MM>/<fact-id>.warc.gz        (+ the usual .sha256.json sidecar)
 
-The fact id is a ULID, so listing the prefix returns the facts in the order they happened
-and ``archiver catalog rebuild`` replays them in that order (:func:`read_facts`). These
+The fact id is a ULID taken when the fact is written (also the WARC's file id), so sorting
+by it gives the order the facts were recorded in, the order ``archiver catalog rebuild``
+replays them (:func:`read_facts`). These
 files belong to no records series: their ``warcinfo`` names the pseudo-partition
 ``control/facts/<month>`` and disposition never selects them.
 """
@@ -94,11 +95,14 @@ def write_fact(
     if kind not in KINDS:
         raise ValueError(f"unknown control fact kind {kind!r}")
     moment = (at or datetime.now(UTC)).astimezone(UTC)
-    fact_id = str(ULID.from_datetime(moment))
-    fact = Fact(kind, fact_id, moment, actor, dict(body), fact_key(fact_id, moment))
-    partition = Partition("control", "facts", period_of(moment))
+    # The id (and the key's month) come from the wall clock, never from ``at``: ``at`` may be
+    # a rehearsal's ARCHIVER_NOW shared by many facts, and replay needs the order of writing.
+    fact_id = str(ULID())
+    written = ULID.from_str(fact_id).datetime
+    fact = Fact(kind, fact_id, moment, actor, dict(body), fact_key(fact_id, written))
+    partition = Partition("control", "facts", period_of(written))
     with tempfile.TemporaryDirectory(prefix="fact-", dir=tmp_dir) as work:
-        writer = WarcWriter(Path(work), partition, info, clock=lambda: moment)
+        writer = WarcWriter(Path(work), partition, info, clock=lambda: moment, file_id=fact_id)
         writer.append(
             metadata_record(f"urn:archiver:fact:{kind}:{fact_id}", fact.as_json(), date=moment)
         )
@@ -171,9 +175,10 @@ def read_facts(store: Store) -> Iterator[Fact]:
 
     from warcio.archiveiterator import ArchiveIterator
 
-    for info in store.list(PREFIX):
-        if not info.key.endswith(".warc.gz"):
-            continue
+    keys = [i.key for i in store.list(PREFIX) if i.key.endswith(".warc.gz")]
+    # By fact id (a ULID of when it was written), whatever month directory it is in.
+    for key in sorted(keys, key=lambda k: k.rsplit("/", 1)[-1]):
+        info = store.head(key)
         data = store.get(info.key)
         for record in ArchiveIterator(io.BytesIO(data)):
             if record.rec_type == "metadata":

@@ -42,6 +42,7 @@ from archiver.warc_records import (
     RecordPointer,
     WarcRecord,
     format_warc_date,
+    link_values,
     warcinfo_record,
 )
 from archiver.warc_recovery import (
@@ -254,10 +255,16 @@ class WarcWriter:
     """One open spool WARC file of one partition. Safe to share between threads."""
 
     def __init__(
-        self, spool_dir: Path, partition: Partition, info: WarcInfo, *, clock: Clock = utc_now
+        self,
+        spool_dir: Path,
+        partition: Partition,
+        info: WarcInfo,
+        *,
+        clock: Clock = utc_now,
+        file_id: str | None = None,
     ) -> None:
         self.partition = partition
-        self.file_id = str(ULID())
+        self.file_id = file_id or str(ULID())
         self.path = open_path(spool_dir, self.file_id)
         self._clock = clock
         self._lock = threading.Lock()
@@ -386,6 +393,7 @@ class WarcWriter:
             warc_type=record.warc_type,
             target_uri=record.target_uri,
             date=date.astimezone(UTC),
+            **link_values(record.headers),
         )
         self._fingerprint.update(ptr)
         self.last_write_at = now

@@ -106,6 +106,21 @@ class RecordPointer:
     warc_type: str
     target_uri: str | None
     date: datetime
+    #: The record's ``WARC-Refers-To`` and ``WARC-Concurrent-To`` headers, if it has them.
+    refers_to: str | None = None
+    concurrent_to: str | None = None
+
+
+def link_values(headers: Iterable[tuple[str, str]]) -> dict[str, str | None]:
+    """``refers_to``/``concurrent_to`` of a :class:`RecordPointer` from a record's headers."""
+    found: dict[str, str | None] = {"refers_to": None, "concurrent_to": None}
+    for name, value in headers:
+        field_name = {"warc-refers-to": "refers_to", "warc-concurrent-to": "concurrent_to"}.get(
+            name.lower()
+        )
+        if field_name is not None and found[field_name] is None:
+            found[field_name] = value
+    return found
 
 
 @dataclass(frozen=True, slots=True)

@@ -199,6 +199,8 @@ class _RecordParser:
             warc_type=h["warc-type"],
             target_uri=h.get("warc-target-uri"),
             date=date,
+            refers_to=h.get("warc-refers-to") or None,
+            concurrent_to=h.get("warc-concurrent-to") or None,
         )
 
 

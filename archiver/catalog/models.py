@@ -137,6 +137,12 @@ class WarcRecord(Base):
     payload_digest: Mapped[str | None] = mapped_column(String(80))
     run_id: Mapped[int | None] = mapped_column(ForeignKey("capture_runs.id"))
     recorded_at: Mapped[datetime]
+    # The record's WARC-Refers-To (an item version: the response it was read from) and
+    # WARC-Concurrent-To (a request: its response): disposition follows them to keep a raw
+    # exchange while a kept item still refers to it. None: no such header (or a row written
+    # before migration 0005, whose links disposition reads from the store).
+    refers_to: Mapped[str | None] = mapped_column(String(64), index=True)
+    concurrent_to: Mapped[str | None] = mapped_column(String(64), index=True)
 
 
 class Item(Base):
@@ -194,7 +200,8 @@ class ItemVersion(Base):
     warc_file_id: Mapped[str] = mapped_column(String(FILE_ID), index=True)
     warc_offset: Mapped[int] = mapped_column(BigInteger)
     warc_length: Mapped[int] = mapped_column(BigInteger)
-    warc_record_id: Mapped[str] = mapped_column(String(64))
+    # Indexed: disposition goes from a record to the item version it holds.
+    warc_record_id: Mapped[str] = mapped_column(String(64), index=True)
     partition: Mapped[str] = mapped_column(String(400), default="")
     # The Parquet file that holds this version's row; None while it waits to be rolled.
     parquet_file_id: Mapped[str | None] = mapped_column(String(FILE_ID), index=True)
@@ -372,9 +379,7 @@ class DispositionReportItem(Base):
 
     __tablename__ = "disposition_report_items"
 
-    report_id: Mapped[str] = mapped_column(
-        ForeignKey("disposition_reports.id"), primary_key=True
-    )
+    report_id: Mapped[str] = mapped_column(ForeignKey("disposition_reports.id"), primary_key=True)
     item_id: Mapped[int] = mapped_column(ForeignKey("items.id"), primary_key=True, index=True)
     series: Mapped[str] = mapped_column(String(128))
     eligible_on: Mapped[datetime | None]
@@ -386,9 +391,7 @@ class DispositionApproval(Base):
 
     __tablename__ = "disposition_approvals"
 
-    report_id: Mapped[str] = mapped_column(
-        ForeignKey("disposition_reports.id"), primary_key=True
-    )
+    report_id: Mapped[str] = mapped_column(ForeignKey("disposition_reports.id"), primary_key=True)
     approved_by: Mapped[str] = mapped_column(String(256), primary_key=True)
     approved_at: Mapped[datetime]
     note: Mapped[str | None] = mapped_column(Text)

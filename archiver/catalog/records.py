@@ -24,6 +24,8 @@ def record_row(ptr: RecordPointer, *, run_id: int | None, recorded_at: datetime)
         payload_digest=ptr.payload_digest,
         run_id=run_id,
         recorded_at=recorded_at,
+        refers_to=ptr.refers_to,
+        concurrent_to=ptr.concurrent_to,
     )
 
 

@@ -80,16 +80,25 @@ class Store(Protocol):
         """Place or release a legal hold on the object."""
         ...
 
-    def delete(self, key: str) -> None:
-        """Delete the object; refused with ``RetentionError`` while retained or held."""
+    def delete(self, key: str, *, bypass_governance: bool = False) -> None:
+        """Delete the object; refused with ``RetentionError`` while retained or held.
+
+        ``bypass_governance``: a retention that an authorized person may lift (S3 Object Lock
+        GOVERNANCE mode; the local backend's sidecar retention) does not refuse the delete.
+        A COMPLIANCE retention and a legal hold still do. Only disposition, run by a records
+        officer, passes it.
+        """
         ...
 
     def list_versions(self, key: str) -> builtins.list[ObjectInfo]:
         """Every stored version of ``key``, newest first (one for the local backend)."""
         ...
 
-    def delete_all_versions(self, key: str) -> int:
-        """Delete every version of ``key`` (each refused while retained or held); count deleted."""
+    def delete_all_versions(self, key: str, *, bypass_governance: bool = False) -> int:
+        """Delete every version of ``key`` (each refused while retained or held); count deleted.
+
+        ``bypass_governance`` as for :meth:`delete`.
+        """
         ...
 
     def check(self) -> None:

@@ -159,8 +159,12 @@ class LocalStore:
             self._write_meta(meta, updated)
         return updated
 
-    def delete(self, key: str) -> None:
-        """Delete ``key``; refused while it is retained or held, or if its sidecar is gone."""
+    def delete(self, key: str, *, bypass_governance: bool = False) -> None:
+        """Delete ``key``; refused while it is retained or held, or if its sidecar is gone.
+
+        The sidecar's retention is a governance retention: ``bypass_governance`` lifts it
+        (a legal hold still refuses).
+        """
         path, meta = self._path(key), self._meta_path(key)
         with self._locked():
             info = self.head(key)
@@ -170,7 +174,7 @@ class LocalStore:
                     f"{key!r} is under a legal hold; it cannot be deleted until the hold is "
                     "released"
                 )
-            if info.retain_until is not None and info.retain_until > now:
+            if info.retain_until is not None and info.retain_until > now and not bypass_governance:
                 raise RetentionError(
                     f"{key!r} is retained until {info.retain_until.isoformat()} "
                     f"(now {now.isoformat()}); it cannot be deleted before then"
@@ -182,11 +186,11 @@ class LocalStore:
             prune(path.parent, self._root)
             prune(meta.parent, self._root / META_DIR)
 
-    def delete_all_versions(self, key: str) -> int:
+    def delete_all_versions(self, key: str, *, bypass_governance: bool = False) -> int:
         """Delete ``key`` (the local backend keeps one version); return how many were deleted."""
         if not self.exists(key):
             return 0
-        self.delete(key)
+        self.delete(key, bypass_governance=bypass_governance)
         return 1
 
     # -- reading ---------------------------------------------------------------------------

@@ -83,14 +83,14 @@ class LockingStore:
     def set_legal_hold(self, key: str, on: bool) -> ObjectInfo:
         return self.inner.set_legal_hold(key, on)
 
-    def delete(self, key: str) -> None:
-        self.inner.delete(key)
+    def delete(self, key: str, *, bypass_governance: bool = False) -> None:
+        self.inner.delete(key, bypass_governance=bypass_governance)
 
     def list_versions(self, key: str) -> builtins.list[ObjectInfo]:
         return self.inner.list_versions(key)
 
-    def delete_all_versions(self, key: str) -> int:
-        return self.inner.delete_all_versions(key)
+    def delete_all_versions(self, key: str, *, bypass_governance: bool = False) -> int:
+        return self.inner.delete_all_versions(key, bypass_governance=bypass_governance)
 
     def check(self) -> None:
         self.inner.check()

@@ -478,25 +478,30 @@ class S3Store:
             raise self._error(exc, f"set the legal hold of {key!r}", key) from None
         return self.head(key)
 
-    def delete(self, key: str) -> None:
-        """Delete the current version of ``key``; refused while it is retained or held."""
-        info = self.head(key)
-        self._refuse_locked(info)
-        self._delete_version(key, info.version_id)
+    def delete(self, key: str, *, bypass_governance: bool = False) -> None:
+        """Delete the current version of ``key``; refused while it is retained or held.
 
-    def delete_all_versions(self, key: str) -> int:
+        ``bypass_governance``: a GOVERNANCE-mode retention is bypassed
+        (``BypassGovernanceRetention``; the credentials need ``s3:BypassGovernanceRetention``);
+        a COMPLIANCE-mode retention and a legal hold still refuse.
+        """
+        info = self.head(key)
+        bypass = self._refuse_locked(info, bypass_governance)
+        self._delete_version(key, info.version_id, bypass=bypass)
+
+    def delete_all_versions(self, key: str, *, bypass_governance: bool = False) -> int:
         """Delete every version of ``key`` (none if any is retained or held); count deleted."""
         versions = self.list_versions(key)
-        for info in versions:
-            self._refuse_locked(info)
-        for info in versions:
-            self._delete_version(key, info.version_id)
+        bypass = [self._refuse_locked(info, bypass_governance) for info in versions]
+        for info, lift in zip(versions, bypass, strict=True):
+            self._delete_version(key, info.version_id, bypass=lift)
         # Delete markers carry no data; remove them so the key leaves no trace.
         for marker in self._version_entries(key, "DeleteMarkers"):
             self._delete_version(key, marker)
         return len(versions)
 
-    def _refuse_locked(self, info: ObjectInfo) -> None:
+    def _refuse_locked(self, info: ObjectInfo, bypass_governance: bool = False) -> bool:
+        """Raise unless the version may be deleted; whether the delete must bypass governance."""
         now = aware(self._now(), "the store's clock")
         which = f"{info.key!r}" + (f" (version {info.version_id})" if info.version_id else "")
         if info.legal_hold:
@@ -504,14 +509,23 @@ class S3Store:
                 f"{which} is under a legal hold; it cannot be deleted until the hold is released"
             )
         if info.retain_until is not None and info.retain_until > now:
+            mode = self._lock_mode(info.key, info.version_id)
+            if bypass_governance and mode == "GOVERNANCE":
+                return True
             raise RetentionError(
                 f"{which} is retained until {info.retain_until.isoformat()} "
-                f"(now {now.isoformat()}); it cannot be deleted before then"
+                f"(now {now.isoformat()}"
+                + (f", {mode} mode" if mode else "")
+                + "); it cannot be deleted before then"
             )
+        return False
 
-    def _delete_version(self, key: str, version_id: str | None) -> None:
+    def _delete_version(self, key: str, version_id: str | None, *, bypass: bool = False) -> None:
+        extra: dict[str, Any] = {"BypassGovernanceRetention": True} if bypass else {}
         try:
-            self._s3.delete_object(Bucket=self._bucket, Key=self._name(key), **_version(version_id))
+            self._s3.delete_object(
+                Bucket=self._bucket, Key=self._name(key), **_version(version_id), **extra
+            )
         except ClientError as exc:
             if _code(exc) in _DENIED:
                 raise RetentionError(
@@ -656,7 +670,14 @@ class S3Store:
         return status
 
     def _lock_mode(self, key: str, version_id: str | None) -> str | None:
+        # HEAD names the mode too (x-amz-object-lock-mode); some S3-compatible servers
+        # answer GetObjectRetention with an error where HEAD works.
         try:
+            head = self._s3.head_object(
+                Bucket=self._bucket, Key=self._name(key), **_version(version_id)
+            )
+            if head.get("ObjectLockMode"):
+                return str(head["ObjectLockMode"])
             answer = self._s3.get_object_retention(
                 Bucket=self._bucket, Key=self._name(key), **_version(version_id)
             )

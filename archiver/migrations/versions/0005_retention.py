@@ -204,17 +204,22 @@ def upgrade() -> None:
             )
         )
 
+    with op.batch_alter_table("warc_records", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("refers_to", sa.String(length=64), nullable=True))
+        batch_op.add_column(sa.Column("concurrent_to", sa.String(length=64), nullable=True))
+        batch_op.create_index(batch_op.f("ix_warc_records_refers_to"), ["refers_to"], unique=False)
+        batch_op.create_index(
+            batch_op.f("ix_warc_records_concurrent_to"), ["concurrent_to"], unique=False
+        )
+
+    with op.batch_alter_table("item_versions", schema=None) as batch_op:
+        batch_op.create_index(
+            batch_op.f("ix_item_versions_warc_record_id"), ["warc_record_id"], unique=False
+        )
+
 
 def downgrade() -> None:
-    with op.batch_alter_table("stored_files", schema=None) as batch_op:
-        batch_op.drop_column("pending_until")
-
-    with op.batch_alter_table("items", schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f("ix_items_certificate_id"))
-        batch_op.drop_column("certificate_id")
-        batch_op.drop_column("disposed_at")
-        batch_op.drop_column("series_rule")
-
+    # Tables that point at items go first: SQLite rebuilds items to drop its columns.
     op.drop_table("disposition_steps")
     with op.batch_alter_table("disposition_report_items", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_disposition_report_items_item_id"))
@@ -243,3 +248,20 @@ def downgrade() -> None:
 
     op.drop_table("holds")
     op.drop_table("disposition_reports")
+
+    with op.batch_alter_table("item_versions", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_item_versions_warc_record_id"))
+
+    op.drop_index(op.f("ix_warc_records_concurrent_to"), table_name="warc_records")
+    op.drop_index(op.f("ix_warc_records_refers_to"), table_name="warc_records")
+    op.drop_column("warc_records", "concurrent_to")
+    op.drop_column("warc_records", "refers_to")
+
+    op.drop_column("stored_files", "pending_until")
+
+    # Not a batch (which would copy and drop ``items``, refused while rows point at it):
+    # SQLite 3.35+ drops unindexed columns in place.
+    op.drop_index(op.f("ix_items_certificate_id"), table_name="items")
+    op.drop_column("items", "certificate_id")
+    op.drop_column("items", "disposed_at")
+    op.drop_column("items", "series_rule")
