@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 
 from archiver import lease
 from archiver.accounts import ensure_registered
+from archiver.assignment import Assigner, Move, record_moves
 from archiver.catalog.db import Catalog
 from archiver.catalog.models import (
     Account,
@@ -57,7 +58,9 @@ from archiver.parquet import Rolled, roll
 from archiver.plugins import load_connector
 from archiver.ratelimit import policy_for
 from archiver.redact import scrub_registered
+from archiver.retention import Assignment, ItemFacts
 from archiver.search.index import index_session
+from archiver.series import Schedules, load_schedules
 from archiver.spool import Spool
 from archiver.store.base import Store
 from archiver.warc import WarcInfo
@@ -74,6 +77,11 @@ STOPPED_REASON = "stopped on request at a page boundary; the next run resumes fr
 
 def _utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+def _period(partition_name: str) -> str | None:
+    """The period of a catalog partition name (None for an item stored before partitions)."""
+    return Partition.parse(partition_name).period if partition_name else None
 
 
 @dataclass(slots=True)
@@ -127,6 +135,18 @@ class PageSink:
         return taken
 
 
+@dataclass(frozen=True, slots=True)
+class _Prior:
+    """What the catalog knew of an item before this page."""
+
+    id: int
+    known: Known
+    versions: int
+    series: str
+    partition: str
+    first_captured_at: datetime
+
+
 @dataclass(slots=True)
 class _Observed:
     """An item of the current page, with what was written for it."""
@@ -134,6 +154,7 @@ class _Observed:
     item: Item
     partition: Partition
     decision: Decision
+    assignment: Assignment | None = None  # set when the item gets a new version
     version: RecordPointer | None = None
     state_note: RecordPointer | None = None
     media: list[StoredMedia] = field(default_factory=list)
@@ -150,12 +171,19 @@ class CaptureRunner:
         warc_info: WarcInfo,
         *,
         clock: Clock = _utcnow,
+        schedules: Schedules | None = None,
+        actor: str | None = None,
     ) -> None:
         self.config = config
         self.catalog = catalog
         self.store = store
         self.warc_info = warc_info
         self.clock = clock
+        self.schedules = (
+            schedules if schedules is not None else load_schedules(config.retention.schedules_dir)
+        )
+        #: Who series moves made by a capture are attributed to: the service on this node.
+        self.actor = actor or f"archiver@{config.archiver.node}"
         self.spool = Spool(config.spool.path, store, catalog, max_bytes=config.spool.max_bytes)
 
     # -- the run ---------------------------------------------------------------------------
@@ -312,6 +340,8 @@ class _Run:
             settings.series, settings.id, period_of(self.captured_at)
         )
         self.sink = PageSink(pool, self.exchange_partition)
+        with runner.catalog.reader() as s:
+            self.assigner = Assigner.of(runner.config, runner.schedules, s)
 
     @property
     def catalog(self) -> Catalog:
@@ -431,11 +461,12 @@ class _Run:
         known = self._known(items)
         observed: list[_Observed] = []
         item_pointers: list[RecordPointer] = []
+        moves: list[Move] = []
         for item in items:
             self.seen.add(item.item_id)
             self.stats.items_seen += 1
             prior = known.get(item.item_id)
-            decision = decide(item, prior[0] if prior is not None else None)
+            decision = decide(item, prior.known if prior is not None else None)
             self.stats.count(decision.change)
             partition = Partition(
                 self.settings.series,
@@ -444,8 +475,17 @@ class _Run:
             )
             obs = _Observed(item, partition, decision)
             if decision.new_version:
+                # A new item, or a new state of a known one: (re)assign its series. Its
+                # records go to the partition of that series for its creation month.
+                obs.assignment = self._assign(item, prior, decision)
+                period = _period(prior.partition) if prior is not None else None
+                partition = obs.partition = Partition(
+                    obs.assignment.series, self.settings.id, period or partition.period
+                )
+                if prior is not None and obs.assignment.series != prior.series:
+                    moves.append(self._move(prior, item, obs.assignment))
                 obs.media = [self.media.store(ref, partition, self.stats) for ref in item.media]
-                version_no = known[item.item_id][1] + 1 if item.item_id in known else 1
+                version_no = prior.versions + 1 if prior is not None else 1
                 doc = item.document(
                     captured_at=self.captured_at, account=self.settings.id, version_no=version_no
                 )
@@ -480,8 +520,10 @@ class _Run:
             observed.append(obs)
         self.pool.sync()  # the write order: records durable before the rows that point to them
         with self.catalog.session() as s:
+            if moves:
+                self._record_moves(s, moves)
             register_records(s, [*self.sink.take(), *item_pointers], run_id=self.run_id)
-            self._apply(s, observed, known)
+            self._apply(s, observed)
             index_session(s)  # the search index, in the transaction that writes the versions
             if checkpoint is not None:
                 s.add(
@@ -502,7 +544,7 @@ class _Run:
         if self.progress is not None:
             self.progress(self.stats)
 
-    def _known(self, items: list[Item]) -> dict[str, tuple[Known, int]]:
+    def _known(self, items: list[Item]) -> dict[str, _Prior]:
         ids = [i.item_id for i in items]
         if not ids:
             return {}
@@ -510,14 +552,89 @@ class _Run:
             rows = s.execute(
                 select(
                     ItemRow.platform_item_id,
+                    ItemRow.id,
                     ItemRow.content_sha256,
                     ItemRow.state,
                     ItemRow.versions,
+                    ItemRow.series,
+                    ItemRow.partition,
+                    ItemRow.first_captured_at,
                 ).where(ItemRow.account_id == self.settings.id, ItemRow.platform_item_id.in_(ids))
             ).all()
-        return {r[0]: (Known(r[1] or "", r[2]), r[3]) for r in rows}
+        return {
+            r.platform_item_id: _Prior(
+                r.id,
+                Known(r.content_sha256 or "", r.state),
+                r.versions,
+                r.series,
+                r.partition,
+                r.first_captured_at,
+            )
+            for r in rows
+        }
 
-    def _apply(self, s: Session, observed: list[_Observed], known: dict[str, Any]) -> None:
+    # -- series assignment ---------------------------------------------------------------
+
+    def _assign(self, item: Item, prior: _Prior | None, decision: Decision) -> Assignment:
+        """The item's series in the state this version puts it in (a pure function call)."""
+        facts = ItemFacts(
+            item_id=prior.id if prior is not None else 0,
+            account=self.settings.id,
+            kind=item.kind.value,
+            state=state_after(
+                decision.change, prior.known.state if prior else None, item.moderation
+            ),
+            created_at=item.created_at,
+            captured_at=prior.first_captured_at if prior is not None else self.captured_at,
+            series=prior.series if prior is not None else self.settings.series,
+        )
+        return self.assigner.assign(facts, self.settings.series)
+
+    def _move(self, prior: _Prior, item: Item, assignment: Assignment) -> Move:
+        return Move(
+            item_id=prior.id,
+            account=self.settings.id,
+            platform_item_id=item.item_id,
+            kind=item.kind.value,
+            created_at=item.created_at,
+            from_series=prior.series,
+            to_series=assignment.series,
+            rule=assignment.rule,
+            why=assignment.why,
+        )
+
+    def _record_moves(self, s: Session, moves: list[Move]) -> None:
+        """The moves' control fact and audit entry, in the page's transaction (before its
+        commit: a crash in between leaves a fact the next rebuild applies, no lost move)."""
+        record_moves(
+            self.runner.store,
+            s,
+            moves,
+            cause="capture",
+            actor=self.runner.actor,
+            info=self.runner.warc_info,
+            at=self.runner.clock(),
+            tmp_dir=self.runner.config.spool.path,
+            subject=self.settings.id,
+            detail={
+                "run_id": self.run_id,
+                "changes": [
+                    {"item": m.platform_item_id, "from": m.from_series, "to": m.to_series}
+                    for m in moves
+                ],
+            },
+        )
+        for move in moves:
+            log.info(
+                "item moved to another series",
+                account=move.account,
+                item=move.platform_item_id,
+                series_from=move.from_series,
+                series_to=move.to_series,
+                rule=move.rule,
+            )
+
+    def _apply(self, s: Session, observed: list[_Observed]) -> None:
         now = self.captured_at
         rows: dict[str, ItemRow] = {}
         for obs in observed:
@@ -532,7 +649,7 @@ class _Run:
                     account_id=self.settings.id,
                     platform_item_id=item.item_id,
                     kind=item.kind.value,
-                    series=self.settings.series,
+                    series=obs.assignment.series if obs.assignment else self.settings.series,
                     first_captured_at=now,
                     versions=0,
                     partition=obs.partition.name,
@@ -542,6 +659,9 @@ class _Run:
             rows[item.item_id] = row
             if obs.version is None:
                 continue
+            if obs.assignment is not None:
+                row.series = obs.assignment.series
+                row.series_rule = obs.assignment.rule
             row.permalink = item.permalink
             row.author = item.author_handle or item.author_name or item.author_id
             row.created_at = item.created_at
@@ -605,7 +725,14 @@ class _Run:
         """
         with self.catalog.session() as s:
             query = select(
-                ItemRow.platform_item_id, ItemRow.kind, ItemRow.partition, ItemRow.permalink
+                ItemRow.platform_item_id,
+                ItemRow.id,
+                ItemRow.kind,
+                ItemRow.partition,
+                ItemRow.permalink,
+                ItemRow.series,
+                ItemRow.created_at,
+                ItemRow.first_captured_at,
             ).where(
                 ItemRow.account_id == self.settings.id,
                 ItemRow.state != "deleted",
@@ -619,7 +746,7 @@ class _Run:
                     ItemRow.thread_id.in_(list(plan.rescan_threads)),
                 )
             missing = [r for r in s.execute(query).all() if r[0] not in self.seen]
-        for item_id, kind, partition_name, permalink in missing:
+        for item_id, row_id, kind, partition_name, permalink, series, created, first in missing:
             if self.stopping:
                 self._flush_sink()
                 return False
@@ -631,9 +758,29 @@ class _Run:
                         "missing item could not be confirmed", item=item_id, detail=check.detail
                     )
                 continue
-            partition = (
-                Partition.parse(partition_name) if partition_name else self.exchange_partition
+            # Deleted is a state of its own: the item may now belong to another series.
+            assignment = self.assigner.assign(
+                ItemFacts(row_id, self.settings.id, kind, "deleted", created, first, series),
+                self.settings.series,
             )
+            partition = Partition(
+                assignment.series,
+                self.settings.id,
+                _period(partition_name) or self.exchange_partition.period,
+            )
+            move = None
+            if assignment.series != series:
+                move = Move(
+                    row_id,
+                    self.settings.id,
+                    item_id,
+                    kind,
+                    created,
+                    series,
+                    assignment.series,
+                    assignment.rule,
+                    assignment.why,
+                )
             target = permalink or f"urn:archiver:item:{self.settings.platform}:{item_id}"
             note = self.pool.append(
                 partition,
@@ -653,12 +800,16 @@ class _Run:
             )
             self.pool.sync()
             with self.catalog.session() as s:
+                if move is not None:
+                    self._record_moves(s, [move])
                 register_records(s, [*self.sink.take(), note], run_id=self.run_id)
                 row = s.scalars(
                     select(ItemRow).where(
                         ItemRow.account_id == self.settings.id, ItemRow.platform_item_id == item_id
                     )
                 ).one()
+                row.series = assignment.series
+                row.series_rule = assignment.rule
                 row.state = "deleted"
                 row.state_changed_at = self.captured_at
                 row.versions += 1

@@ -618,9 +618,7 @@ class RetentionRuleSettings(_Settings):
     kinds: list[Literal["post", "comment", "reply", "message", "media", "profile"]] = Field(
         default_factory=list
     )
-    states: list[Literal["present", "edited", "hidden", "deleted"]] = Field(
-        default_factory=list
-    )
+    states: list[Literal["present", "edited", "hidden", "deleted"]] = Field(default_factory=list)
 
 
 def _month_day(value: Any) -> Any:
@@ -1001,11 +999,15 @@ def load_config(path: Path) -> Config:
 
     problems: list[tuple[KeyPath, str]]
     try:
-        return _validate(data, path.absolute().parent)
+        config = _validate(data, path.absolute().parent)
     except ValidationError as exc:
         problems = [_problem(error) for error in exc.errors(include_url=False)]
     except _Problems as exc:
         problems = exc.problems
+    else:
+        problems = unknown_series(config)
+        if not problems:
+            return config
     lines = key_lines(text)
     located = sorted(
         ((locate(lines, key), key, message) for key, message in problems),
@@ -1014,6 +1016,50 @@ def load_config(path: Path) -> Config:
     raise ConfigError(
         "\n".join(f"{path}:{line}: {format_key_path(key)}: {msg}" for line, key, msg in located)
     )
+
+
+def unknown_series(config: Config) -> list[tuple[KeyPath, str]]:
+    """Every ``accounts[].series`` and ``retention.rules[].series`` that names no series of
+    the retention schedules (``[retention] schedules_dir``, or the shipped ones).
+
+    A problem in a schedule file itself raises ``ConfigError`` naming that file and line.
+    """
+    # Imported here: the schedules loader needs nothing from this module, and only a file
+    # that validated has series worth checking.
+    from archiver.series import load_schedules
+
+    directory = config.retention.schedules_dir
+    if directory is not None and not directory.is_dir():
+        return [
+            (
+                ("retention", "schedules_dir"),
+                f"{directory} is not a directory of retention schedules (*.toml); fix the "
+                "path, or remove the key to use the shipped Wisconsin schedule",
+            )
+        ]
+    schedules = load_schedules(directory)
+    where = ", ".join(str(f) for f in schedules.files)
+    named: list[tuple[KeyPath, str]] = [
+        (("accounts", i, "series"), a.series) for i, a in enumerate(config.accounts)
+    ]
+    named += [
+        (("retention", "rules", i, "series"), r.series)
+        for i, r in enumerate(config.retention.rules)
+    ]
+    problems = []
+    for key, code in named:
+        if code in schedules:
+            continue
+        close = difflib.get_close_matches(code, list(schedules), n=1)
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        problems.append(
+            (
+                key,
+                f"unknown records series {code!r}; {hint}the retention schedules ({where}) "
+                f"define: {', '.join(schedules)}",
+            )
+        )
+    return problems
 
 
 def embedded_defaults(config_dir: Path, operator: str) -> Config:

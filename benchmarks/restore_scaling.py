@@ -99,7 +99,7 @@ def capture_seed(seed: Path) -> int:
             '[http]\nmax_retries = 1\nmax_wait = "2s"\n\n'
             f'[[accounts]]\nid = "{ACCOUNT}"\nplatform = "bluesky"\nhandle = "{fake.handle}"\n'
             f'api_base = "{fake.base_url}"\ndepartment = "Office of the Mayor"\n'
-            'series = "general"\nrescan_days = 14\nfull_walk_days = 30\n'
+            'series = "social-media"\nrescan_days = 14\nfull_walk_days = 30\n'
         )
         config = load_config(seed / "config.toml")
         catalog = Catalog.open(f"sqlite:///{seed / 'catalog.sqlite3'}")

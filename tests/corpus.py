@@ -11,7 +11,7 @@ the notable items, so a test can assert exact id sets::
 
 What it holds (creation times are fixed, UTC; the capture times are the real clock):
 
-``mke-bluesky`` (platform ``bluesky``, series ``general``), two captures: a full one, then,
+``mke-bluesky`` (platform ``bluesky``, series ``social-media``), two captures: a full one, then,
 after a reply was hidden and another deleted on the platform, a second full walk.
 
 - ``bluesky_profile``: the account's profile ("Official account of the City of Example.").
@@ -31,7 +31,7 @@ after a reply was hidden and another deleted on the platform, a second full walk
   street listed for Oak Avenue, please fix", deleted on the platform and detected by the
   second capture: state ``deleted``, two versions (``new``, ``deleted``).
 
-``mke-dpw-mastodon`` (platform ``mastodon``, series ``general``), two captures around an
+``mke-dpw-mastodon`` (platform ``mastodon``, series ``social-media``), two captures around an
 edit.
 
 - ``mastodon_profile``: the account's profile ("Official account.").
@@ -153,7 +153,7 @@ platform = "bluesky"
 handle = "{bluesky.handle}"
 api_base = "{bluesky.base_url}"
 department = "Office of the Mayor"
-series = "general"
+series = "social-media"
 
 [[accounts]]
 id = "{MASTODON_ACCOUNT}"
@@ -161,7 +161,7 @@ platform = "mastodon"
 handle = "city"
 api_base = "{mastodon.base_url}"
 department = "Department of Public Works"
-series = "general"
+series = "social-media"
 """,
         encoding="utf-8",
     )

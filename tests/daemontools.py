@@ -94,7 +94,7 @@ def bluesky_account(
         f"handle = {toml_str(fake.handle)}\n"
         f"api_base = {toml_str(fake.base_url)}\n"
         'department = "Office of the Mayor"\n'
-        'series = "general"\n'
+        'series = "social-media"\n'
         f"schedule = {toml_str(schedule)}\n"
         f"rescan_days = {rescan_days}\n"
         f"options = {{ page_size = {page_size} }}\n"

@@ -58,7 +58,7 @@ platform = "mastodon"
 handle = "city"
 api_base = "{fake.base_url}"
 department = "Department of Public Works"
-series = "general"
+series = "social-media"
 credentials = {{ access_token = {{ env = "ARCHIVER_TEST_MASTODON_TOKEN" }} }}
 options = {{ conversations = true }}
 """

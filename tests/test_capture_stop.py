@@ -48,7 +48,7 @@ platform = "bluesky"
 handle = "{fake.handle}"
 api_base = "{fake.base_url}"
 department = "Office of the Mayor"
-series = "general"
+series = "social-media"
 options = {{ page_size = 3 }}
 """
     )

@@ -126,7 +126,7 @@ platform = "bluesky"
 handle = "{fake.handle}"
 api_base = "{fake.base_url}"
 department = "Office of the Mayor"
-series = "general"
+series = "social-media"
 schedule = "{schedule}"
 options = {{ page_size = 5 }}
 """

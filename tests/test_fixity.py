@@ -108,7 +108,7 @@ platform = "bluesky"
 handle = "{fake.handle}"
 api_base = "{fake.base_url}"
 department = "Office of the Mayor"
-series = "general"
+series = "social-media"
 """
     )
     config = load_config(tmp_path / "config.toml")

@@ -63,7 +63,7 @@ platform = "bluesky"
 handle = "{fake.handle}"
 api_base = "{fake.base_url}"
 department = "Office of the Mayor"
-series = "general"
+series = "social-media"
 rescan_days = 14
 full_walk_days = 30
 """
@@ -329,7 +329,7 @@ platform = "mastodon"
 handle = "city"
 api_base = "{fake.base_url}"
 department = "Department of Public Works"
-series = "general"
+series = "social-media"
 credentials = {{ access_token = {{ env = "ARCHIVER_TEST_MASTODON_TOKEN" }} }}
 """,
     )

@@ -116,13 +116,19 @@ def test_warcs_stored_on_s3_pass_warcio_check_and_a_ranged_record_read_matches_i
     for f, path in zip(files, downloaded, strict=True):
         assert hashlib.sha256(path.read_bytes()).hexdigest() == f.sha256
 
-    # Every object carries the configured default lock: GOVERNANCE, one day from storing.
+    # Every object is locked (GOVERNANCE) until its series lets it go: 7 years from its
+    # partition's month for "social-media", and never less than the default of one day.
     for f in files:
         head = s3_admin.head_object(Bucket=lock_bucket, Key=f"{PREFIX}/{f.key}")
         assert head["ObjectLockMode"] == "GOVERNANCE"
         until = head["ObjectLockRetainUntilDate"]
-        assert before + timedelta(days=1) - timedelta(minutes=1) <= until
-        assert until <= datetime.now(UTC) + timedelta(days=1)
+        month = datetime.strptime(f.key.split("/")[3], "%Y-%m").replace(tzinfo=UTC)
+        floor = month.replace(year=month.year + 7)
+        if floor > datetime.now(UTC) + timedelta(days=1):
+            assert until == floor, f.key
+        else:
+            assert before + timedelta(days=1) - timedelta(minutes=1) <= until
+            assert until <= datetime.now(UTC) + timedelta(days=1)
         assert f.retain_until is not None
 
     # One record, read back with one ranged GET, matches its block digest.

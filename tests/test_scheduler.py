@@ -38,7 +38,7 @@ id = "{account_id}"
 platform = "bluesky"
 handle = "{account_id}.example.gov"
 department = "Office of the Mayor"
-series = "general"
+series = "social-media"
 schedule = "{schedule}"
 enabled = {str(enabled).lower()}
 """

@@ -25,14 +25,14 @@ id = "mke-bluesky"
 platform = "bluesky"
 handle = "city.example.gov"
 department = "Office of the Mayor"
-series = "general"
+series = "social-media"
 
 [[accounts]]
 id = "mke-dpw-mastodon"
 platform = "mastodon"
 handle = "city@mastodon.example"
 department = "Department of Public Works"
-series = "general"
+series = "social-media"
 """
 
 

@@ -72,7 +72,8 @@ def test_the_app_store_locks_for_the_configured_default(tmp_path: Path) -> None:
     app = App(config)
     source, digest = _source(tmp_path, b"through the app")
 
-    info = app.checked_store().put(KEY, source, digest)
+    # A key of no records series: only the default applies (series: tests/test_retention_locks).
+    info = app.checked_store().put("control/audit/000000000001.json", source, digest)
 
     assert isinstance(app.store, LockingStore)
     assert isinstance(app.store.inner, LocalStore)
