@@ -79,6 +79,11 @@ class ItemSummary:
     series: str
     first_captured_at: datetime
     last_seen_at: datetime
+    # The assignment rule behind ``series``, and for a destroyed item's stub, when and by
+    # which certificate of destruction.
+    series_rule: str | None = None
+    disposed_at: datetime | None = None
+    certificate_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -265,6 +270,9 @@ def _summary(item: Item, platform: str | None) -> ItemSummary:
         series=item.series,
         first_captured_at=item.first_captured_at,
         last_seen_at=item.last_seen_at,
+        series_rule=item.series_rule,
+        disposed_at=item.disposed_at,
+        certificate_id=item.certificate_id,
     )
 
 

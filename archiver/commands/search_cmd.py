@@ -4,6 +4,11 @@ Matches every captured version of every item, including items deleted on the pla
 hidden by a moderator. Reading only: nothing is changed, so nothing is audited. Output is
 a table on a terminal, or ``--json`` / ``--csv`` for other tools; a query that does not
 follow the grammar is refused with one line saying what and where (exit 2).
+
+Every result shows its records series, the active holds covering it (case ids) and its
+retention decision now (:mod:`archiver.search.retention_view`; "now" is
+:func:`archiver.clock.now`). ``--held``, ``--not-held`` and ``--retention`` filter on those
+decisions, evaluating candidates in batches (:mod:`archiver.search.engine`).
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ import csv
 import json
 import re
 import sys
+from collections.abc import Mapping
 from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -22,14 +28,26 @@ from rich.table import Table
 from rich.text import Text
 from sqlalchemy import select
 
+from archiver import clock
 from archiver.app import App
-from archiver.catalog.models import Account
+from archiver.catalog.models import Account, Item
 from archiver.errors import ArchiverError
-from archiver.search import KINDS, MAX_LIMIT, STATES, SearchFilters, SearchPage, SearchResult, parse
+from archiver.search import (
+    KINDS,
+    MAX_LIMIT,
+    OUTCOMES,
+    STATES,
+    RetentionInfo,
+    SearchFilters,
+    SearchPage,
+    SearchResult,
+    parse,
+)
 from archiver.search import search as run_search
+from archiver.search.retention_view import RetentionView
 
 #: Columns used when the output is not a terminal.
-WIDE = 200
+WIDE = 240
 #: Characters of an item's text shown in the table.
 SNIPPET = 160
 CSV_COLUMNS = (
@@ -44,6 +62,10 @@ CSV_COLUMNS = (
     "versions",
     "versions_matched",
     "permalink",
+    "series",
+    "hold",
+    "retention",
+    "eligible_on",
     "text",
 )
 _DAY = re.compile(r"\d{4}-\d{2}-\d{2}")
@@ -84,16 +106,27 @@ def _moment(value: str, zone: ZoneInfo, option: str, *, end: bool) -> datetime:
     return (moment + step if end else moment).astimezone(ZoneInfo("UTC"))
 
 
+def local_range(
+    start: str | None,
+    to: str | None,
+    zone: ZoneInfo,
+    options: tuple[str, str],
+) -> tuple[datetime | None, datetime | None]:
+    """``--...-from`` / ``--...-to`` values (local dates or ISO timestamps) as a half-open UTC
+    range: ``[from, to + one day)`` for dates. ``options`` name the two options in errors."""
+    low = _moment(start, zone, options[0], end=False) if start else None
+    high = _moment(to, zone, options[1], end=True) if to else None
+    if low is not None and high is not None and low >= high:
+        raise click.BadParameter(
+            f"{options[0]} {start} is after {options[1]} {to}", param_hint=options[0]
+        )
+    return low, high
+
+
 def _range(
     start: str | None, to: str | None, zone: ZoneInfo, what: str
 ) -> tuple[datetime | None, datetime | None]:
-    low = _moment(start, zone, f"--{what}-from", end=False) if start else None
-    high = _moment(to, zone, f"--{what}-to", end=True) if to else None
-    if low is not None and high is not None and low >= high:
-        raise click.BadParameter(
-            f"--{what}-from {start} is after --{what}-to {to}", param_hint=f"--{what}-from"
-        )
-    return low, high
+    return local_range(start, to, zone, (f"--{what}-from", f"--{what}-to"))
 
 
 def _check_known(app: App, accounts: tuple[str, ...], platforms: tuple[str, ...]) -> None:
@@ -117,8 +150,39 @@ def _check_known(app: App, accounts: tuple[str, ...], platforms: tuple[str, ...]
             )
 
 
+def _check_series(app: App, series: tuple[str, ...], schedules: Mapping[str, Any]) -> None:
+    """A misspelt series would find nothing, silently: say so instead."""
+    if not series:
+        return
+    with app.checked_catalog().reader() as s:
+        for code in series:
+            if code in schedules:
+                continue
+            if s.scalar(select(Item.id).where(Item.series == code).limit(1)) is None:
+                raise ArchiverError(
+                    f"no series {code!r} in the retention schedules nor in the catalog; the "
+                    f"schedules define {', '.join(schedules) or 'none'}"
+                )
+
+
+def retention_dict(info: RetentionInfo | None) -> dict[str, Any] | None:
+    """A result's retention as ``--json`` gives it."""
+    if info is None:
+        return None
+    return {
+        "outcome": info.outcome,
+        "eligible_on": info.eligible_on.isoformat() if info.eligible_on else None,
+        "action": info.action,
+        "reason": info.reason,
+        "rule": info.rule,
+        "disposed_at": info.disposed_at.isoformat() if info.disposed_at else None,
+        "certificate": info.certificate,
+    }
+
+
 def as_dict(result: SearchResult) -> dict[str, Any]:
     """One result as ``--json`` gives it (a stable interface)."""
+    info = result.retention
     return {
         "id": result.id,
         "account": result.account,
@@ -131,6 +195,9 @@ def as_dict(result: SearchResult) -> dict[str, Any]:
         "state": result.state,
         "versions": result.versions,
         "versions_matched": list(result.versions_matched),
+        "series": result.series,
+        "holds": [{"id": h.id, "case": h.case, "kind": h.kind} for h in info.holds] if info else [],
+        "retention": retention_dict(info),
         "text": result.text,
     }
 
@@ -159,6 +226,9 @@ def _print_json(query: str | None, filters: SearchFilters, page: SearchPage) -> 
                     ("captured_before", filters.captured_before),
                 )
             },
+            "series": list(filters.series),
+            "held": filters.held,
+            "retention": list(filters.retention),
         },
         "page": page.page,
         "limit": page.limit,
@@ -177,6 +247,10 @@ def _print_csv(page: SearchPage) -> None:
     for r in page.results:
         d = as_dict(r)
         d["versions_matched"] = ";".join(str(n) for n in r.versions_matched)
+        d["hold"] = ";".join(h["case"] for h in d["holds"])
+        retention = d["retention"] or {}
+        d["retention"] = retention.get("outcome")
+        d["eligible_on"] = retention.get("eligible_on")
         writer.writerow(["" if d[c] is None else d[c] for c in CSV_COLUMNS])
     sys.stdout.flush()
     if page.more:  # stdout stays pure CSV
@@ -188,6 +262,17 @@ def _snippet(text: str | None) -> Text:
     return Text(flat if len(flat) <= SNIPPET else flat[: SNIPPET - 1] + "…")
 
 
+def retention_cell(info: RetentionInfo | None, zone: ZoneInfo) -> str:
+    """``retained, eligible 2033-01-12``: the outcome and, when known, the eligible-on date."""
+    if info is None:
+        return ""
+    if info.outcome is None:
+        return "no schedule"
+    if info.eligible_on is None:
+        return info.outcome
+    return f"{info.outcome}, eligible {info.eligible_on.astimezone(zone).strftime('%Y-%m-%d')}"
+
+
 def _print_table(query: str | None, page: SearchPage, zone: ZoneInfo) -> None:
     out = Console(highlight=False)
     if not out.is_terminal:
@@ -196,8 +281,10 @@ def _print_table(query: str | None, page: SearchPage, zone: ZoneInfo) -> None:
     table.add_column("id", justify="right", no_wrap=True)
     for name in ("account", "kind", "author"):
         table.add_column(name)
-    for name in ("created", "state", "versions"):
+    for name in ("created", "state", "versions", "series"):
         table.add_column(name, no_wrap=True)
+    table.add_column("hold")
+    table.add_column("retention")
     table.add_column("text", ratio=1)
     for r in page.results:
         created = (
@@ -212,6 +299,9 @@ def _print_table(query: str | None, page: SearchPage, zone: ZoneInfo) -> None:
             created,
             r.state,
             f"{matched} of {r.versions}" if matched else str(r.versions),
+            Text(r.series),
+            Text(", ".join(h.case for h in r.retention.holds) if r.retention else ""),
+            retention_cell(r.retention, zone),
             _snippet(r.text),
         )
     if page.results:
@@ -269,6 +359,26 @@ def _print_table(query: str | None, page: SearchPage, zone: ZoneInfo) -> None:
     help="Only items in this state (repeatable; removed is the same as hidden).",
 )
 @click.option(
+    "--series",
+    "series",
+    multiple=True,
+    metavar="CODE",
+    help="Only items of this records series (repeatable).",
+)
+@click.option(
+    "--held/--not-held",
+    "held",
+    default=None,
+    help="Only items an active hold covers / only items no active hold covers.",
+)
+@click.option(
+    "--retention",
+    "outcomes",
+    multiple=True,
+    type=click.Choice(OUTCOMES),
+    help="Only items whose retention decision now is this (repeatable).",
+)
+@click.option(
     "--limit",
     default=50,
     show_default=True,
@@ -293,6 +403,9 @@ def search(
     captured_from: str | None,
     captured_to: str | None,
     states: tuple[str, ...],
+    series: tuple[str, ...],
+    held: bool | None,
+    outcomes: tuple[str, ...],
     limit: int,
     page_no: int,
     as_json: bool,
@@ -321,12 +434,19 @@ def search(
         created_before=created[1],
         captured_from=captured[0],
         captured_before=captured[1],
+        series=series,
+        held=held,
+        retention=outcomes,
     )
     if query is not None and query.strip():
         parse(query)  # a mistyped query is reported before anything is opened
     catalog = app.checked_catalog()
     _check_known(app, accounts, platforms)
-    page = run_search(catalog, query, filters, limit=limit, offset=(page_no - 1) * limit)
+    _check_series(app, series, app.schedules)
+    lens = RetentionView.load(catalog, app.config, app.schedules, clock.now())
+    page = run_search(
+        catalog, query, filters, limit=limit, offset=(page_no - 1) * limit, retention=lens
+    )
     if as_json:
         _print_json(query, filters, page)
     elif as_csv:

@@ -3,12 +3,19 @@
 Read-only: the catalog (reader sessions) and, for a deletion, its ``metadata`` note in the
 store (one ranged read). ITEM is a catalog id, ``ACCOUNT/PLATFORM_ITEM_ID`` (split at the
 first ``/``) or a permalink: see :mod:`archiver.items`.
+
+The Retention section is the item's retention decision now (:func:`archiver.clock.now`),
+evaluated for this item only (:mod:`archiver.search.retention_view`): its series and the
+rule that assigned it, the outcome with the rule or hold behind it, the eligible-on date,
+the active holds covering it, and for a destroyed item's stub when it was destroyed and the
+certificate of destruction.
 """
 
 from __future__ import annotations
 
 import json
 from datetime import datetime
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import click
@@ -17,10 +24,12 @@ from rich.table import Table
 from rich.text import Text
 from rich.tree import Tree
 
-from archiver import items
+from archiver import clock, items
 from archiver.app import App
 from archiver.commands.accounts_cmd import WIDE
 from archiver.items import ItemDetail, ItemSummary
+from archiver.search import RetentionInfo
+from archiver.search.retention_view import RetentionView
 
 #: How much of an item's text a thread line shows.
 SNIPPET = 70
@@ -40,13 +49,56 @@ def show(app: App, item: str, as_json: bool) -> None:
     app.require("officer", "legal", command="show")
     catalog = app.checked_catalog()
     detail = items.load(catalog, items.resolve(catalog, item), store=app.store)
+    view = RetentionView.load(catalog, app.config, app.schedules, clock.now())
+    with catalog.reader() as s:
+        retention = view.describe(s, [detail.item.id]).get(detail.item.id)
     if as_json:
-        click.echo(json.dumps(items.jsonable(detail), indent=2, ensure_ascii=False))
+        doc = items.jsonable(detail)
+        doc["retention"] = retention_json(retention)
+        click.echo(json.dumps(doc, indent=2, ensure_ascii=False))
         return
     out = Console(highlight=False)
     if not out.is_terminal:
         out.width = max(out.width, WIDE)  # piped or logged: no need to squeeze into 80
-    out.print(render(detail, app.config.archiver.zone))
+    out.print(render(detail, app.config.archiver.zone, retention))
+
+
+def retention_json(info: RetentionInfo | None) -> dict[str, Any] | None:
+    """The Retention section as ``--json`` gives it."""
+    if info is None:
+        return None
+    doc: dict[str, Any] = items.jsonable(info)
+    return doc
+
+
+def _rule(info: RetentionInfo) -> str:
+    if info.rule is None:
+        return "not recorded (captured before series assignments were recorded)"
+    if info.rule == "default":
+        return "default (the account's series)"
+    return f"[[retention.rules]] {info.rule!r}"
+
+
+def _retention_section(info: RetentionInfo, zone: ZoneInfo) -> Table:
+    grid = Table.grid(padding=(0, 2))
+    rows = [("series", f"{info.series}, assigned by {_rule(info)}")]
+    if info.outcome == "disposed":
+        rows.append(("disposed", _when(info.disposed_at, zone)))
+        rows.append(("certificate", info.certificate or "-"))
+    else:
+        rows.append(("decision", info.outcome or "none (no schedule defines the series)"))
+        rows.append(("eligible on", _when(info.eligible_on, zone)))
+        if info.action is not None:
+            rows.append(("then", info.action))
+    rows.append(("why", info.reason))
+    held = [
+        f"{h.case} ({'legal hold' if h.kind == 'legal' else 'public-records request'} {h.id})"
+        for h in info.holds
+    ]
+    rows.append(("holds", ", ".join(held) if held else "none active"))
+    for name, value in rows:
+        grid.add_row(Text(name, style="bold"), Text(value))
+    return grid
 
 
 def _when(moment: datetime | None, zone: ZoneInfo) -> str:
@@ -71,8 +123,8 @@ def _label(node: ItemSummary, this: ItemSummary, zone: ZoneInfo) -> Text:
     return label
 
 
-def render(detail: ItemDetail, zone: ZoneInfo) -> Group:
-    """The readable form: header, text, thread tree, versions, media, history."""
+def render(detail: ItemDetail, zone: ZoneInfo, retention: RetentionInfo | None = None) -> Group:
+    """The readable form: header, retention, text, thread tree, versions, media, history."""
     it = detail.item
     head = Table.grid(padding=(0, 2))
     rows = [
@@ -93,7 +145,11 @@ def render(detail: ItemDetail, zone: ZoneInfo) -> Group:
     rows.append(("replies", str(len(detail.replies))))
     for name, value in rows:
         head.add_row(Text(name, style="bold"), Text(value))
-    parts: list[RenderableType] = [head, Text(""), Text(it.text or "(no text)"), Text("")]
+    parts: list[RenderableType] = [head, Text("")]
+    if retention is not None:
+        parts += [Text("retention", style="bold underline"), _retention_section(retention, zone)]
+        parts.append(Text(""))
+    parts += [Text(it.text or "(no text)"), Text("")]
     tree = Tree(Text("thread", style="bold"))
     branches: list[Tree] = [tree]
     for node in detail.thread:

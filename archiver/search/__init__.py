@@ -17,15 +17,29 @@ Usage::
 from __future__ import annotations
 
 from archiver.errors import SearchQueryError
-from archiver.search.engine import MAX_LIMIT, search
+from archiver.search.engine import MAX_LIMIT, SCAN_BATCH, RetentionLens, search
 from archiver.search.index import index_session, index_versions, reindex
-from archiver.search.model import KINDS, STATES, SearchFilters, SearchPage, SearchResult
+from archiver.search.model import (
+    KINDS,
+    OUTCOMES,
+    STATES,
+    HoldRef,
+    RetentionInfo,
+    SearchFilters,
+    SearchPage,
+    SearchResult,
+)
 from archiver.search.query import parse
 
 __all__ = [
     "KINDS",
     "MAX_LIMIT",
+    "OUTCOMES",
+    "SCAN_BATCH",
     "STATES",
+    "HoldRef",
+    "RetentionInfo",
+    "RetentionLens",
     "SearchFilters",
     "SearchPage",
     "SearchQueryError",

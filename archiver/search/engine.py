@@ -4,12 +4,22 @@ The matching versions come out of the full-text index as a materialized set (FTS
 a GIN-indexed ``@@``), so no plan can walk the items table and probe the index row by row;
 only then are they joined to their versions and items, filtered, grouped per item, ordered
 and cut to one page in SQL. Python sees one page of rows.
+
+Retention filters (``held``, ``retention``) depend on decisions no SQL can make (holds with
+query scopes, schedules, events, notices), so they are applied to the SQL result in order,
+:data:`SCAN_BATCH` candidates at a time, by a :class:`RetentionLens`, until the page is full.
+The cost is one retention evaluation per candidate scanned: about ``(page × limit) /
+(share of candidates kept)`` items, so a filter keeping few of many items (``--held`` over
+the whole archive) scans the whole candidate set; narrow it with words, accounts or dates.
+Retention *columns* evaluate only the page shown.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections import defaultdict
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, Protocol
 
 from sqlalchemy import ColumnElement, String, and_, cast, exists, func, select
 from sqlalchemy.orm import Session
@@ -17,11 +27,26 @@ from sqlalchemy.orm import Session
 from archiver.catalog.db import Catalog
 from archiver.catalog.models import Account, Item, ItemVersion
 from archiver.search import index
-from archiver.search.model import SearchFilters, SearchPage, SearchResult
+from archiver.search.model import RetentionInfo, SearchFilters, SearchPage, SearchResult
 from archiver.search.query import Node, describe, parse
 
 #: Most results one page may hold.
 MAX_LIMIT = 10_000
+#: Candidates read and evaluated at a time by retention filters.
+SCAN_BATCH = 500
+
+
+class RetentionLens(Protocol):
+    """Retention decisions for search results (:class:`archiver.search.retention_view.
+    RetentionView` reads them from the catalog)."""
+
+    def keep(self, session: Session, ids: Sequence[int], filters: SearchFilters) -> set[int]:
+        """Which of ``ids`` meet the filters' ``held`` and ``retention`` conditions."""
+        ...
+
+    def describe(self, session: Session, ids: Sequence[int]) -> dict[int, RetentionInfo]:
+        """Retention of each of ``ids``, for the result columns."""
+        ...
 
 
 def _item_conditions(filters: SearchFilters) -> list[ColumnElement[bool]]:
@@ -46,6 +71,8 @@ def _item_conditions(filters: SearchFilters) -> list[ColumnElement[bool]]:
         conditions.append(Item.created_at >= filters.created_from)
     if filters.created_before is not None:
         conditions.append(Item.created_at < filters.created_before)
+    if filters.series:
+        conditions.append(Item.series.in_(filters.series))
     return conditions
 
 
@@ -160,9 +187,38 @@ def _results(s: Session, page: list[tuple[int, str]]) -> list[SearchResult]:
                 text=text,
                 versions=item.versions,
                 versions_matched=matched,
+                series=item.series,
             )
         )
     return results
+
+
+def _kept_page(
+    s: Session,
+    node: Node | None,
+    filters: SearchFilters,
+    limit: int,
+    offset: int,
+    lens: RetentionLens,
+) -> list[tuple[int, str]]:
+    """The page (and one more row) of the candidates ``lens`` keeps, scanning in batches."""
+    wanted = offset + limit + 1
+    kept: list[tuple[int, str]] = []
+    scanned = 0
+    while len(kept) < wanted:
+        if node is not None:
+            rows = _matching_page(s, node, filters, SCAN_BATCH, scanned)
+        else:
+            rows = _filtered_page(s, filters, SCAN_BATCH, scanned)
+        batch = rows[:SCAN_BATCH]
+        if not batch:
+            break
+        keep = lens.keep(s, [item_id for item_id, _ in batch], filters)
+        kept.extend(row for row in batch if row[0] in keep)
+        if len(rows) <= SCAN_BATCH:
+            break
+        scanned += SCAN_BATCH
+    return kept[offset:wanted]
 
 
 def search(
@@ -172,10 +228,14 @@ def search(
     *,
     limit: int = 50,
     offset: int = 0,
+    retention: RetentionLens | None = None,
 ) -> SearchPage:
     """One page of the items matching ``query`` (the grammar of :mod:`archiver.search.query`;
     None or blank: every item) and ``filters``. An item matches when any of its versions
     does, including versions of items deleted on the platform or hidden by a moderator.
+
+    With ``retention``, every result carries its :class:`RetentionInfo`; filters on holds or
+    retention outcomes need it (ValueError without).
 
     Raises ``SearchQueryError`` for a query that does not parse.
     """
@@ -184,13 +244,20 @@ def search(
     if offset < 0:
         raise ValueError("offset must not be negative")
     filters = filters or SearchFilters()
+    if filters.needs_retention and retention is None:
+        raise ValueError("filters on holds or retention outcomes need a RetentionLens")
     node = parse(query) if query is not None and query.strip() else None
     with catalog.reader() as s:
-        if node is not None:
+        if retention is not None and filters.needs_retention:
+            page = _kept_page(s, node, filters, limit, offset, retention)
+        elif node is not None:
             page = _matching_page(s, node, filters, limit, offset)
         else:
             page = _filtered_page(s, filters, limit, offset)
         results = _results(s, page[:limit])
+        if retention is not None and results:
+            infos = retention.describe(s, [r.id for r in results])
+            results = [dataclasses.replace(r, retention=infos.get(r.id)) for r in results]
     return SearchPage(
         results=tuple(results),
         limit=limit,

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from pytest_httpserver import HTTPServer
 
+from archiver.catalog.models import Item
 from tests.commands.clitools import describe
 from tests.commands.test_restore_cmd import captured_workspace, item_ids
+from tests.commands.test_search_cmd import _install
 from tests.connectors.fake_bluesky import FakeBluesky
 from tests.test_restore import new_fake
 
@@ -103,3 +106,67 @@ def test_show_of_an_unknown_item_exits_2_saying_what_to_give(
     assert outcome.returncode == 2
     assert "account mke-bluesky has no item with platform id '../../x'" in outcome.stderr
     assert "ACCOUNT/PLATFORM_ITEM_ID" in outcome.stderr and "Traceback" not in outcome.stderr
+
+
+def test_show_has_a_retention_section_with_series_rule_decision_and_covering_holds(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    installed = _install(tmp_path)
+    ws, corpus = installed.ws, installed.corpus
+    placed = ws.in_process(
+        capsys, monkeypatch, "hold", "create", "--case", "LIT-1", "--reason", "claim",
+        "--account", corpus.mastodon_account,
+    )  # fmt: skip
+    assert placed.returncode == 0, describe(placed)
+
+    held = ws.in_process(capsys, monkeypatch, "show", str(corpus.edited_post.id))
+    free = ws.in_process(capsys, monkeypatch, "show", str(corpus.cafe_reply.id), "--json")
+
+    assert held.returncode == 0, describe(held)
+    out = held.stdout
+    assert "retention" in out
+    assert "social-media, assigned by default (the account's series)" in out
+    assert "decision     held" in out and "then         destroy" in out
+    assert "eligible on  2033-01-20 03:00:00 CST" in out  # 7 years after 2026-01-20 09:00 UTC
+    assert "LIT-1 (legal hold 1)" in out
+    assert "held by legal hold 1 (case LIT-1)" in out
+    assert free.returncode == 0, describe(free)
+    retention = json.loads(free.stdout)["retention"]
+    assert retention == {
+        "series": "social-media",
+        "rule": "default",
+        "outcome": "retained",
+        "eligible_on": "2033-01-12T15:03:00+00:00",
+        "action": "destroy",
+        "reason": retention["reason"],
+        "holds": [],
+        "disposed_at": None,
+        "certificate": None,
+    }
+    assert retention["reason"].startswith("social-media: 7 years after creation")
+
+
+def test_show_of_a_destroyed_items_stub_gives_when_and_the_certificate(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    installed = _install(tmp_path)
+    ws, stub = installed.ws, installed.corpus.deleted_reply
+    with ws.open_catalog() as catalog, catalog.session() as s:
+        # What a disposition leaves: the row as a stub pointing at its certificate.
+        row = s.get(Item, stub.id)
+        assert row is not None
+        row.disposed_at = datetime(2034, 3, 1, 15, 0, tzinfo=UTC)
+        row.certificate_id = "01J0CERTIFICATE0000000000A"
+
+    shown = ws.in_process(capsys, monkeypatch, "show", str(stub.id))
+    as_json = ws.in_process(capsys, monkeypatch, "show", str(stub.id), "--json")
+
+    assert shown.returncode == 0, describe(shown)
+    assert "disposed     2034-03-01 09:00:00 CST" in shown.stdout
+    assert "certificate  01J0CERTIFICATE0000000000A" in shown.stdout
+    retention = json.loads(as_json.stdout)["retention"]
+    assert (retention["outcome"], retention["certificate"], retention["disposed_at"]) == (
+        "disposed",
+        "01J0CERTIFICATE0000000000A",
+        "2034-03-01T15:00:00+00:00",
+    )
