@@ -20,6 +20,9 @@ from archiver.commands import (
     audit_cmd,
     capture_cmd,
     catalog_cmd,
+    dispose_cmd,
+    disposition_cmd,
+    hold_cmd,
     restore_cmd,
     retention_cmd,
     run_cmd,
@@ -67,6 +70,13 @@ cli.add_command(show_cmd.show)
 cli.add_command(restore_cmd.restore)
 cli.add_command(verify_cmd.verify)
 cli.add_command(retention_cmd.retention)
+cli.add_command(hold_cmd.hold)
+retention_cmd.retention.add_command(disposition_cmd.report)
+retention_cmd.retention.add_command(disposition_cmd.reports)
+retention_cmd.retention.add_command(disposition_cmd.approve)
+retention_cmd.retention.add_command(disposition_cmd.transfer)
+retention_cmd.retention.add_command(disposition_cmd.receipt)
+retention_cmd.retention.add_command(dispose_cmd.dispose)
 
 
 def main(argv: list[str] | None = None) -> None:

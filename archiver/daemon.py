@@ -28,7 +28,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from types import FrameType
 from typing import Any
 
@@ -41,8 +41,15 @@ from archiver.catalog import upgrade
 from archiver.catalog.db import redacted
 from archiver.catalog.models import Heartbeat
 from archiver.config import Config, load_config
+from archiver.disposition.execute import resume_unfinished
 from archiver.errors import ArchiverError, ConfigError
-from archiver.housekeeping import CLEAN_EVERY, ROLL_EVERY, STORE_RETRY_EVERY, Housekeeping
+from archiver.housekeeping import (
+    CLEAN_EVERY,
+    HOLD_SYNC_EVERY,
+    ROLL_EVERY,
+    STORE_RETRY_EVERY,
+    Housekeeping,
+)
 from archiver.lease import LeaseHeldError
 from archiver.logging import get_logger
 from archiver.scheduler import HEARTBEAT, Scheduler
@@ -126,6 +133,7 @@ class Daemon:
         recovery = spool.recover()
         release_dead_leases(catalog, cfg.archiver.node, clock=self.clock)
         register_accounts(catalog, cfg, self.app.actor.display, self.clock())
+        self._finish_dispositions()
         self.housekeeping = Housekeeping(
             cfg, catalog, store, clock=self.clock, stopping=self.stopping
         )
@@ -160,8 +168,35 @@ class Daemon:
         self.scheduler.add_job("parquet-roll", hk.roll_parquet, ROLL_EVERY)
         self.scheduler.add_job("audit-anchor", hk.anchor, d.anchor_every)
         self.scheduler.add_job("spool-clean", hk.clean_spool, CLEAN_EVERY, first=now)
+        self.scheduler.add_job("hold-sync", hk.sync_holds, HOLD_SYNC_EVERY)
         if d.fixity_sample > 0:
             self.scheduler.add_job("fixity", hk.fixity, d.fixity_every)
+        every = self.config.retention.report_every
+        if every > timedelta(0):
+            self.scheduler.add_job("disposition-report", hk.disposition_report, every)
+
+    def _finish_dispositions(self) -> None:
+        """Roll forward a disposition a crash interrupted (its journal says what is left),
+        and delete objects that waited for a COMPLIANCE lock now past. Never starts one."""
+        sdnotify.status("starting: finishing interrupted dispositions")
+        try:
+            results = resume_unfinished(self.app)
+        except _FAILURES as exc:
+            log.error(
+                "an interrupted disposition could not be finished; an officer finishes it "
+                "with `archiver retention dispose REPORT --resume`",
+                error=str(exc),
+            )
+            return
+        for result in results:
+            log.info(
+                "interrupted disposition finished",
+                report=result.report_id,
+                run=result.run_id,
+                state=result.state,
+                certificate=result.certificate_id,
+                pending=len(result.pending),
+            )
 
     # -- the jobs --------------------------------------------------------------------------
 

@@ -1,4 +1,5 @@
-"""The daemon's housekeeping: Parquet rolls, store retries, fixity, spool clean-up, anchors.
+"""The daemon's housekeeping: Parquet rolls, store retries, fixity, spool clean-up, anchors,
+disposition reports.
 
 Each method is one scheduler job; none raises (a failure is logged and shown in the
 heartbeat), so a broken store or a full disk never ends the daemon.
@@ -7,6 +8,11 @@ WARC files need no job of their own here: a capture run closes, verifies and sto
 files when it ends, and rotates them by size while it runs. What a store outage leaves
 behind is a closed file waiting in the spool: :meth:`Housekeeping.retry_stores` puts those
 into the store, backing off while the store keeps failing.
+
+The disposition job (:meth:`Housekeeping.disposition_report`, every ``[retention]
+report_every``) only *reports* what is eligible for disposition, for a records officer to
+review: it never destroys anything. Disposition is ``archiver retention dispose``, run by an
+officer.
 """
 
 from __future__ import annotations
@@ -19,11 +25,14 @@ from typing import Any
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from archiver import audit, fixity, parquet
+from archiver import audit, clock, fixity, holds, parquet
 from archiver.catalog.db import Catalog
 from archiver.config import Config
+from archiver.disposition import report
 from archiver.errors import ArchiverError
+from archiver.evaluate import load_context
 from archiver.logging import get_logger
+from archiver.series import load_schedules
 from archiver.spool import Spool
 from archiver.store.base import LAYOUT_KEY, Store
 
@@ -37,6 +46,9 @@ STORE_BACKOFF = timedelta(seconds=30)
 ROLL_EVERY = timedelta(minutes=15)
 #: How often, and past which age, stray temporary files are removed from the spool.
 CLEAN_EVERY = timedelta(hours=6)
+#: How often the store's legal holds are brought in line with the active holds, so the files
+#: of items captured after a hold was placed are held too.
+HOLD_SYNC_EVERY = timedelta(minutes=15)
 STRAY_AGE = timedelta(days=1)
 
 Clock = Callable[[], datetime]
@@ -214,3 +226,58 @@ class Housekeeping:
         except _FAILURES as exc:
             log.error("anchoring the audit head failed; it is tried again later", error=str(exc))
             return None
+
+    # -- holds ------------------------------------------------------------------------------
+
+    def sync_holds(self) -> holds.SyncReport | None:
+        """Put legal holds on every stored file an active hold needs, lift them elsewhere."""
+        try:
+            result = holds.sync_legal_holds(
+                self.catalog,
+                self.store,
+                clock.now(),
+                actor=f"archiver@{self.config.archiver.node}",
+            )
+        except _FAILURES as exc:
+            log.error("legal-hold sync failed; it is tried again later", error=str(exc))
+            return None
+        if result.failed:
+            log.error("the store refused some legal holds", files=len(result.failed))
+        return result
+
+    # -- disposition reports ---------------------------------------------------------------
+
+    def disposition_report(self) -> str | None:
+        """Make a disposition report of what is eligible now; never disposes of anything.
+
+        Nothing is stored when no item is eligible or waiting for notice. Returns the
+        report's id, or None.
+        """
+        try:
+            schedules = load_schedules(self.config.retention.schedules_dir)
+            now = clock.now()
+            # Evaluated in a reader (captures go on meanwhile), stored in a short transaction.
+            with self.catalog.reader() as s:
+                ctx = load_context(s, self.config, schedules)
+                computed = report.compute_report(s, ctx, now)
+            totals = computed.summary["totals"]
+            if not totals["eligible"]["items"] and not totals["awaiting_notice"]["items"]:
+                log.info("disposition report: nothing is eligible for disposition")
+                return None
+            with self.catalog.session() as s:
+                report_id = report.store_report(
+                    s,
+                    computed,
+                    f"archiver@{self.config.archiver.node}",
+                    self.config.retention.report_ttl,
+                )
+        except _FAILURES as exc:
+            log.error("the disposition report failed; it is tried again later", error=str(exc))
+            return None
+        log.info(
+            "disposition report made; an officer reviews it with `archiver retention reports`",
+            report=report_id,
+            eligible=totals["eligible"]["items"],
+            awaiting_notice=totals["awaiting_notice"]["items"],
+        )
+        return report_id

@@ -82,7 +82,9 @@ def pending(catalog: Catalog) -> list[tuple[str, int, datetime]]:
     with catalog.reader() as s:
         rows = s.execute(
             select(ItemVersion.partition, func.count(), func.min(ItemVersion.captured_at))
-            .where(ItemVersion.parquet_file_id.is_(None))
+            .join(Item, Item.id == ItemVersion.item_id)
+            # A destroyed item's versions never get a row: its stub is not a record.
+            .where(ItemVersion.parquet_file_id.is_(None), Item.disposed_at.is_(None))
             .group_by(ItemVersion.partition)
             .order_by(ItemVersion.partition)
         ).all()
@@ -142,7 +144,11 @@ def _rows(catalog: Catalog, partition: str) -> tuple[list[int], dict[str, list[A
             select(ItemVersion, Item, parents.c.platform_item_id)
             .join(Item, Item.id == ItemVersion.item_id)
             .outerjoin(parents, parents.c.id == Item.parent_id)
-            .where(ItemVersion.partition == partition, ItemVersion.parquet_file_id.is_(None))
+            .where(
+                ItemVersion.partition == partition,
+                ItemVersion.parquet_file_id.is_(None),
+                Item.disposed_at.is_(None),
+            )
             .order_by(ItemVersion.id)
         ).all()
         for version, item, parent in result:

@@ -57,7 +57,7 @@ platform = "bluesky"
 handle = "{fake.handle}"
 api_base = "{fake.base_url}"
 department = "Office of the Mayor"
-series = "general"
+series = "social-media"
 rescan_days = 14
 full_walk_days = 30
 """
@@ -279,6 +279,30 @@ def test_parquet_rows_are_readable_by_duckdb_with_their_warc_pointers(
         )
         == []
     )
+
+
+def test_a_destroyed_items_waiting_versions_never_get_a_parquet_row(
+    runner: CaptureRunner, fake: FakeBluesky, catalog: Catalog
+) -> None:
+    root = fake.post("Snow emergency declared")
+    fake.reply(root, "Thanks")
+    runner.capture("mke-bluesky")
+    with catalog.session() as s:
+        reply = s.scalars(select(Item).where(Item.kind == "comment")).one()
+        reply.disposed_at = datetime.now(UTC)
+        reply_versions = reply.versions
+
+    rolled = roll(
+        catalog,
+        runner.store,
+        runner.config.spool.path,
+        min_rows=1,
+        max_age=timedelta(days=1),
+        force=True,
+    )
+
+    assert sum(r.rows for r in rolled) == count(catalog, ItemVersion) - reply_versions
+    assert parquet_module.pending(catalog) == []
 
 
 def test_a_server_error_then_success_is_retried_and_the_run_completes(

@@ -22,6 +22,7 @@ from archiver.app import App
 from archiver.catalog.models import Account, AuditEntry, CaptureRun, Heartbeat
 from archiver.catalog.schema import head_revision
 from archiver.daemon import Daemon
+from archiver.housekeeping import HOLD_SYNC_EVERY
 from archiver.identity import Actor
 from archiver.store.base import LAYOUT_KEY, LAYOUT_VERSION
 from tests.commands.clitools import ACCOUNT_IDS, Workspace, make_workspace
@@ -183,7 +184,11 @@ def test_housekeeping_jobs_are_scheduled_from_the_daemon_settings(app: App, cloc
         "audit-anchor",
         "spool-clean",
         "fixity",
+        "hold-sync",
+        "disposition-report",
     }
+    assert jobs["disposition-report"].trigger.interval == app.config.retention.report_every
+    assert jobs["hold-sync"].trigger.interval == HOLD_SYNC_EVERY
     assert jobs["heartbeat"].trigger.interval == settings.heartbeat_every
     assert jobs["heartbeat"].executor == "heartbeat"
     assert jobs["audit-anchor"].trigger.interval == settings.anchor_every
@@ -312,3 +317,25 @@ def test_sighup_asks_for_a_reload_and_sigusr1_wedges_the_heartbeat(tmp_path: Pat
     finally:
         for s, handler in saved.items():
             signal.signal(s, handler)
+
+
+def test_the_hold_sync_job_applies_the_active_holds(app: App, clock: Clock) -> None:
+    from archiver.catalog.models import Hold
+
+    daemon = Daemon(app, clock=clock)
+    daemon.start()
+    assert daemon.housekeeping is not None
+    with app.catalog.session() as s:
+        s.add(
+            Hold(
+                case_id="LIT-1",
+                kind="legal",
+                reason="litigation",
+                accounts=["mke-facebook"],
+                created_at=T0,
+                created_by="ann",
+            )
+        )
+    result = daemon.housekeeping.sync_holds()
+    assert result is not None and result.ok
+    assert result.active_holds == 1

@@ -1,0 +1,3 @@
+"""Disposition: reports, approval, execution, certificates of destruction and transfer."""
+
+from __future__ import annotations

@@ -1,0 +1,3 @@
+"""Tests of disposition: reports, approval, execution, certificates and transfer."""
+
+from __future__ import annotations
