@@ -6,8 +6,21 @@ them anywhere: an item by (account, platform item id), a version by that and its
 record by its WARC-Record-ID, a file by its id, a media object by (sha256, partition). A
 column pointing at another row by integer id is compared as that row's natural key.
 
+Holds, retention events and notices and certificates are matched on the ids their control
+facts carry (a hold is cited by its id everywhere), and compared column by column.
+
 Only facts the store holds are compared (:data:`TABLES`); every other column is listed in
-:data:`EXCLUDED` with the reason, and so are the tables left out entirely.
+:data:`EXCLUDED` with the reason, and so are the tables left out entirely. Three narrower
+rules, each with its reason in :data:`ROWS`:
+
+- a stored file disposed of is gone from the store with its records, and a destroyed item's
+  versions are gone too: only what the store still holds is compared;
+- of a destroyed item's stub, only what its certificate records is compared
+  (:data:`STUB_COLUMNS`);
+- a rebuilt value that says the store does not record a fact (:data:`UNRECORDED`: the rule
+  that put an item in its partition's series, the kind of a destroyed item whose
+  certificate does not say) is not a difference, nor is a live NULL in a column older rows
+  were written without (:data:`NOT_BACKFILLED`: a record's links, before migration 0005).
 """
 
 from __future__ import annotations
@@ -21,15 +34,9 @@ from sqlalchemy import Select, select
 from sqlalchemy.orm import aliased
 
 from archiver.catalog.db import Catalog
-from archiver.catalog.models import (
-    Account,
-    Item,
-    ItemMedia,
-    ItemVersion,
-    Media,
-    StoredFile,
-    WarcRecord,
-)
+from archiver.catalog.models import Base, Item, ItemMedia, ItemVersion, Media, StoredFile
+from archiver.rebuild.replay import UNKNOWN_KIND
+from archiver.rebuild.write import PARTITION_RULE
 
 Key = tuple[Any, ...]
 Row = dict[str, Any]
@@ -51,6 +58,8 @@ TABLES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
             "target_uri",
             "block_digest",
             "payload_digest",
+            "refers_to",
+            "concurrent_to",
         ),
     ),
     "items": (
@@ -72,6 +81,9 @@ TABLES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
             "text",
             "content_sha256",
             "versions",
+            "series_rule",
+            "disposed_at",
+            "certificate_id",
         ),
     ),
     "item_versions": (
@@ -106,6 +118,84 @@ TABLES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
             "first_captured_at",
         ),
     ),
+    "holds": (
+        ("id",),
+        (
+            "case_id",
+            "kind",
+            "reason",
+            "accounts",
+            "created_from",
+            "created_to",
+            "query",
+            "created_at",
+            "created_by",
+            "released_at",
+            "released_by",
+            "release_reason",
+            "granted_on",
+            "denied_on",
+        ),
+    ),
+    "retention_events": (
+        ("id",),
+        ("kind", "account_id", "occurred_at", "recorded_at", "recorded_by", "note"),
+    ),
+    "retention_notices": (
+        ("id",),
+        ("series", "kind", "on", "reference", "recorded_at", "recorded_by", "note"),
+    ),
+    "certificates": (("id",), ("run_id", "created_at", "json_key", "html_key", "sha256")),
+}
+
+#: The columns compared for a destroyed item's stub (a row with ``disposed_at`` on either
+#: side): what the certificate of destruction records of it.
+STUB_COLUMNS = (
+    "kind",
+    "series",
+    "series_rule",
+    "created_at",
+    "first_captured_at",
+    "text",
+    "content_sha256",
+    "disposed_at",
+    "certificate_id",
+)
+
+#: (table, column) → (the rebuilt value meaning "the store does not record it", why).
+UNRECORDED: dict[tuple[str, str], tuple[Any, str]] = {
+    ("items", "series_rule"): (
+        PARTITION_RULE,
+        "no assignment fact names the item: the store records its series (the partition "
+        "its records are stored in), not the name of the rule that chose it at capture",
+    ),
+    ("items", "kind"): (
+        UNKNOWN_KIND,
+        "a destroyed item whose certificate does not say what kind of item it was",
+    ),
+}
+
+#: (table, column) → why a NULL in the live catalog is not a difference: the column was
+#: added later and rows written before it were not filled in; the rebuild reads the store.
+NOT_BACKFILLED: dict[tuple[str, str], str] = {
+    ("warc_records", "refers_to"): "rows written before migration 0005 do not carry it",
+    ("warc_records", "concurrent_to"): "rows written before migration 0005 do not carry it",
+}
+
+_DESTROYED = (
+    "a destroyed item's versions and their media links: their records are gone from the "
+    "store, the live catalog keeps them only as text-less stubs"
+)
+
+#: Rows left out of a compared table, or compared on fewer columns, and why.
+ROWS: dict[str, str] = {
+    "stored_files": "files in state 'disposed' are gone from the store; the certificate of "
+    "destruction lists their hashes",
+    "warc_records": "records of a file in state 'disposed': gone from the store with it",
+    "item_versions": _DESTROYED,
+    "item_media": _DESTROYED,
+    "items": "of a destroyed item's stub (disposed_at set on either side) only the columns "
+    "its certificate records are compared: " + ", ".join(STUB_COLUMNS),
 }
 
 _OWN_ID = "each database's own integer id"
@@ -124,9 +214,13 @@ EXCLUDED: dict[str, dict[str, str]] = {
             _DAEMON,
         ),
     },
-    "stored_files": dict.fromkeys(
-        ("created_at", "stored_at", "retain_until", "legal_hold", "disposed_at"), _BACKEND
-    ),
+    "stored_files": {
+        **dict.fromkeys(
+            ("created_at", "stored_at", "retain_until", "legal_hold", "disposed_at"), _BACKEND
+        ),
+        "pending_until": "disposition working state: when a deletion waiting for a "
+        "COMPLIANCE lock may go ahead",
+    },
     "warc_records": {"run_id": _RUN, "recorded_at": "when the catalog row was committed"},
     "items": {
         "id": _OWN_ID,
@@ -151,6 +245,26 @@ EXCLUDED: dict[str, dict[str, str]] = {
     "heartbeats": {_WHOLE: "operational state, not records"},
     "fixity_events": {_WHOLE: "operational: checks of the stored bytes, made again later"},
     "audit_log": {_WHOLE: "lives only in the catalog; the store keeps the anchored heads"},
+    "certificates": {
+        "summary": "a digest of the certificate, whose whole document the store keeps at json_key"
+    },
+    "disposition_reports": {
+        _WHOLE: "working state: a report expires; what was destroyed is in its certificate"
+    },
+    "disposition_report_items": {
+        _WHOLE: "working state: a report's list of eligible items, re-decided at execution"
+    },
+    "disposition_approvals": {
+        _WHOLE: "working state: the approvers are named in the certificate and the audit log"
+    },
+    "disposition_runs": {
+        _WHOLE: "working state of an execution; its outcome is in its certificate (a rebuild "
+        "writes a stand-in row for each certificate to point at)"
+    },
+    "disposition_steps": {
+        _WHOLE: "the journal a crashed execution rolls forward from: working state"
+    },
+    "named_locks": {_WHOLE: "operational: who holds a catalog-wide lock now"},
 }
 
 
@@ -203,6 +317,12 @@ class Comparison:
             "differences": [asdict(d) for d in self.differences],
             "compared": {name: list(spec[1]) for name, spec in TABLES.items()},
             "excluded": EXCLUDED,
+            "rows": ROWS,
+            "not_backfilled": {f"{t}.{c}": why for (t, c), why in NOT_BACKFILLED.items()},
+            "unrecorded": {
+                f"{table}.{column}": {"value": value, "why": why}
+                for (table, column), (value, why) in UNRECORDED.items()
+            },
         }
 
 
@@ -212,7 +332,6 @@ def compare(live: Catalog, rebuilt: Catalog) -> Comparison:
     for table in TABLES:
         left, right = load(live, table), load(rebuilt, table)
         summary = TableSummary(live=len(left), rebuilt=len(right))
-        compared = TABLES[table][1]
         for key in sorted(left.keys() | right.keys(), key=_sort_key):
             shown = tuple(str(k) for k in key)
             if key not in right:
@@ -222,15 +341,30 @@ def compare(live: Catalog, rebuilt: Catalog) -> Comparison:
                 summary.only_rebuilt += 1
                 result.differences.append(Difference(table, shown, "only_rebuilt"))
             else:
+                lrow, rrow = left[key], right[key]
                 found = [
-                    Difference(table, shown, "differs", c, left[key][c], right[key][c])
-                    for c in compared
-                    if left[key][c] != right[key][c]
+                    Difference(table, shown, "differs", c, lrow[c], rrow[c])
+                    for c in _columns(table, lrow, rrow)
+                    if lrow[c] != rrow[c] and not _unrecorded(table, c, lrow[c], rrow[c])
                 ]
                 summary.differing_rows += bool(found)
                 result.differences += found
         result.tables[table] = summary
     return result
+
+
+def _columns(table: str, live: Row, rebuilt: Row) -> tuple[str, ...]:
+    if table == "items" and (live["disposed_at"] or rebuilt["disposed_at"]):
+        return STUB_COLUMNS
+    return TABLES[table][1]
+
+
+def _unrecorded(table: str, column: str, live: Any, rebuilt: Any) -> bool:
+    """Whether one side's value only says that the fact is not recorded there."""
+    if live is None and (table, column) in NOT_BACKFILLED:
+        return True
+    marker = UNRECORDED.get((table, column))
+    return marker is not None and rebuilt == marker[0]
 
 
 def load(catalog: Catalog, table: str) -> dict[Key, Row]:
@@ -250,23 +384,6 @@ def load(catalog: Catalog, table: str) -> dict[Key, Row]:
 
 
 def _query(table: str) -> Select[*tuple[Any, ...]]:
-    if table == "accounts":
-        return select(Account.id, Account.platform, Account.series)
-    if table == "stored_files":
-        f = StoredFile
-        return select(f.id, f.key, f.kind, f.partition, f.sha256, f.size, f.records, f.state)
-    if table == "warc_records":
-        r = WarcRecord
-        return select(
-            r.record_id,
-            r.file_id,
-            r.offset,
-            r.length,
-            r.warc_type,
-            r.target_uri,
-            r.block_digest,
-            r.payload_digest,
-        )
     if table == "items":
         parent = aliased(Item)
         i = Item
@@ -289,24 +406,31 @@ def _query(table: str) -> Select[*tuple[Any, ...]]:
             i.text,
             i.content_sha256,
             i.versions,
+            i.series_rule,
+            i.disposed_at,
+            i.certificate_id,
         ).outerjoin(parent, parent.id == i.parent_id)
     if table == "item_versions":
         v = ItemVersion
-        return select(
-            Item.account_id,
-            Item.platform_item_id,
-            v.version_no,
-            v.content_sha256,
-            v.captured_at,
-            v.change,
-            v.warc_file_id,
-            v.warc_offset,
-            v.warc_length,
-            v.warc_record_id,
-            v.partition,
-            v.parquet_file_id,
-            v.text,
-        ).join(Item, Item.id == v.item_id)
+        return (
+            select(
+                Item.account_id,
+                Item.platform_item_id,
+                v.version_no,
+                v.content_sha256,
+                v.captured_at,
+                v.change,
+                v.warc_file_id,
+                v.warc_offset,
+                v.warc_length,
+                v.warc_record_id,
+                v.partition,
+                v.parquet_file_id,
+                v.text,
+            )
+            .join(Item, Item.id == v.item_id)
+            .where(Item.disposed_at.is_(None))
+        )
     if table == "item_media":
         m = ItemMedia
         return (
@@ -324,27 +448,25 @@ def _query(table: str) -> Select[*tuple[Any, ...]]:
             .join(ItemVersion, ItemVersion.id == m.version_id)
             .join(Item, Item.id == ItemVersion.item_id)
             .outerjoin(Media, Media.id == m.media_id)
+            .where(Item.disposed_at.is_(None))
         )
-    if table == "media":
-        d = Media
-        return select(
-            d.sha256,
-            d.partition,
-            d.size,
-            d.mime_type,
-            d.source_url,
-            d.warc_file_id,
-            d.warc_offset,
-            d.warc_length,
-            d.warc_record_id,
-            d.first_captured_at,
-        )
-    raise KeyError(table)
+    # Every other table: its natural key's and compared columns, as they are.
+    keys, columns = TABLES[table]
+    t = Base.metadata.tables[table]
+    query = select(*(t.c[name] for name in (*keys, *columns)))
+    if table == "stored_files":
+        query = query.where(StoredFile.state != "disposed")
+    elif table == "warc_records":
+        gone = select(StoredFile.id).where(StoredFile.state == "disposed")
+        query = query.where(t.c.file_id.not_in(gone))
+    return query
 
 
 def _normal(value: Any) -> Any:
     if isinstance(value, datetime):
         return value.astimezone(UTC).isoformat(timespec="microseconds")
+    if isinstance(value, list):  # a JSON list (a hold's accounts): hashable, in differences
+        return tuple(value)
     return value
 
 

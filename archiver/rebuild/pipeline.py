@@ -4,6 +4,13 @@ The schema is created first; then every row is written in one transaction, so a 
 stops (a damaged file, a database error, Ctrl-C) leaves the target without a single row, and
 it can simply be run again.
 
+Then the control facts (holds, events, notices, reassignments, certificates of destruction)
+are replayed in the order they were recorded (:mod:`archiver.rebuild.replay`). They are
+read and checked before anything is written: a fact of a kind this archiver does not know
+stops the rebuild at once (:class:`~archiver.errors.IntegrityError`), and a
+certificate whose JSON document in the store does not have the SHA-256 its fact recorded is
+damage, like a WARC that fails its digest.
+
 What is *not* rebuilt, because it is operational state rather than a record: capture runs,
 checkpoints, leases, heartbeats and fixity events (``run_id`` columns are empty), and the
 audit entries themselves, which lived only in the catalog; the store keeps just the anchored
@@ -24,18 +31,22 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from archiver.catalog import Catalog, upgrade
+from archiver.catalog.models import Hold, RetentionEvent, RetentionNotice
 from archiver.config import AccountSettings
+from archiver.control import Fact
 from archiver.errors import IntegrityError
 from archiver.logging import get_logger
+from archiver.rebuild import bodies, replay, write
 from archiver.rebuild import facts as facts_module
-from archiver.rebuild import write
 from archiver.rebuild.facts import Orphan
+from archiver.rebuild.replay import ReplayReport
 from archiver.rebuild.scan import (
     SIDECAR,
     Anchor,
     Damage,
     Listing,
     Reader,
+    ScannedFacts,
     ScannedFile,
     ScannedWarc,
     StoredObject,
@@ -49,6 +60,8 @@ log = get_logger(__name__)
 
 #: ``progress(done, total, key)``: called after each file is read.
 Progress = Callable[[int, int, str], None]
+#: Tables whose ids the rebuild takes from the facts rather than from the database.
+_FACT_IDS = (Hold.__tablename__, RetentionEvent.__tablename__, RetentionNotice.__tablename__)
 
 
 def _utcnow() -> datetime:
@@ -61,7 +74,9 @@ class RebuildReport:
 
     warc_files: int = 0
     parquet_files: int = 0
-    control_files: int = 0
+    control_files: int = 0  # every control object: partition-level, facts, certificates
+    fact_files: int = 0
+    certificate_files: int = 0
     records: int = 0
     accounts: list[str] = field(default_factory=list)
     items: int = 0
@@ -75,6 +90,7 @@ class RebuildReport:
     other_metadata: int = 0
     audit_seq: int | None = None
     search_index: str = "not rebuilt"
+    retention: ReplayReport = field(default_factory=ReplayReport)
 
     def summary(self) -> dict[str, Any]:
         """Counts and lists, small enough for an audit entry."""
@@ -83,6 +99,8 @@ class RebuildReport:
                 "warc": self.warc_files,
                 "parquet": self.parquet_files,
                 "control": self.control_files,
+                "facts": self.fact_files,
+                "certificates": self.certificate_files,
             },
             "records": self.records,
             "accounts": len(self.accounts),
@@ -93,6 +111,7 @@ class RebuildReport:
             "damaged": [asdict(d) for d in self.damaged],
             "problems": len(self.problems),
             "anchors": len(self.anchors),
+            "retention": self.retention.summary(),
         }
 
     def as_dict(self) -> dict[str, Any]:
@@ -106,6 +125,7 @@ class RebuildReport:
             "other_metadata": self.other_metadata,
             "audit_seq": self.audit_seq,
             "search_index": self.search_index,
+            "retention": asdict(self.retention),
         }
 
 
@@ -135,14 +155,25 @@ def rebuild(
     run = _Run(listing, Reader(store, tmp_dir), progress)
     report = run.report
     report.problems += _sidecar_problems(listing)
+    # Read first: an unknown fact stops the rebuild before the long part begins.
+    facts = run.facts()
+    certificates = run.certificates(facts)
     configured = {a.id: a for a in accounts}
     report.accounts = sorted(set(listing.accounts()) | set(configured))
     now = clock()
     with target.session() as session:
         for account in report.accounts:
             run.account(session, account, configured.get(account), now)
+        for f in (*run.fact_files, *certificates):
+            write.write_file(session, f, now)
         if report.damaged and not skip_damaged:
             raise IntegrityError(_damage_message(report.damaged))
+        replayer = replay.Replay(session, accounts=configured, now=now)
+        for fact, body in facts:
+            replayer.apply(fact, body)
+        report.retention = replayer.finish()
+        report.problems += report.retention.problems
+        write.advance_sequences(session, _FACT_IDS)
         # The search index is derived from the rows just written; in the same transaction,
         # so the target is never left searchable for less than it holds.
         indexed = search_index.rebuild(session)
@@ -163,8 +194,10 @@ class _Run:
         self.progress = progress
         self.report = RebuildReport(unknown_objects=listing.unknown)
         self.files = _by_account(listing)
-        self.total = len(listing.warcs) + len(listing.parquet) + len(listing.control)
+        kinds = (listing.warcs, listing.parquet, listing.control, listing.facts)
+        self.total = sum(len(k) for k in (*kinds, listing.certificates))
         self.done = 0
+        self.fact_files: list[ScannedFile] = []
         for obj in listing.anchors:
             anchor = reader.anchor(obj)
             if isinstance(anchor, Damage):
@@ -185,6 +218,58 @@ class _Run:
     def _files(self, account: str, kind: str, how: Callable[..., Any], want: type) -> list[Any]:
         read = (self._read(o, how) for o in self.files.get(account, {}).get(kind, []))
         return [r for r in read if isinstance(r, want)]
+
+    def facts(self) -> list[tuple[Fact, bodies.Body]]:
+        """Every control fact, verified and checked, in the order it was recorded."""
+        found: list[tuple[tuple[str, datetime, str, str], Fact, bodies.Body]] = []
+        for obj in self.listing.facts:
+            scanned = self._read(obj, self.reader.facts)
+            if not isinstance(scanned, ScannedFacts):
+                continue
+            try:
+                parsed = [(fact, bodies.parse(fact)) for fact in scanned.facts]
+            except bodies.BodyError as exc:
+                self.report.damaged.append(Damage(obj.key, str(exc)))
+                continue
+            self.fact_files.append(scanned.file)
+            found += [(_replay_order(scanned.file.file_id, f), f, b) for f, b in parsed]
+        self.report.fact_files = len(self.fact_files)
+        self.report.control_files += len(self.fact_files)
+        found.sort(key=lambda entry: entry[0])
+        return [(fact, body) for _, fact, body in found]
+
+    def certificates(self, facts: list[tuple[Fact, bodies.Body]]) -> list[ScannedFile]:
+        """Every certificate file, verified; each must be the one its fact recorded.
+
+        Returns those the catalog registers as stored files (the ones with a sidecar naming
+        their file id).
+        """
+        read = [self._read(o, self.reader.certificate) for o in self.listing.certificates]
+        scanned = {f.obj.key: f for f in read if isinstance(f, ScannedFile)}
+        report = self.report
+        damaged = {d.key for d in report.damaged}
+        for fact, body in facts:
+            if not isinstance(body, bodies.CertificateIssued):
+                continue
+            document = scanned.get(body.json_key)
+            if document is not None and document.sha256 != body.sha256:
+                report.damaged.append(
+                    Damage(
+                        body.json_key,
+                        f"its bytes have sha256 {document.sha256}, the certificate fact "
+                        f"{fact.key} recorded {body.sha256}",
+                    )
+                )
+                scanned.pop(body.json_key)
+                damaged.add(body.json_key)
+            report.problems += [
+                f"certificate {body.certificate}: {key} is not in the store"
+                for key in (body.json_key, body.html_key)
+                if key not in scanned and key not in damaged
+            ]
+        report.certificate_files = len(scanned)
+        report.control_files += len(scanned)
+        return [f for f in scanned.values() if f.stored_id is not None]
 
     def account(
         self, session: Session, account: str, settings: AccountSettings | None, now: datetime
@@ -214,14 +299,29 @@ class _Run:
         report.control_files += len(control)
 
 
+def _replay_order(file_id: str, fact: Fact) -> tuple[str, datetime, str, str]:
+    """Where a fact comes in the replay: in the order the facts were written.
+
+    ``fact.at`` is the moment the command decided at, which ``ARCHIVER_NOW`` may fix for a
+    whole rehearsal (a hold placed and released "at" the same second), and the fact id is a
+    ULID of that moment with a random tail. The fact's WARC file id is a ULID of the wall
+    clock when the file was written: its first 10 characters (milliseconds) order facts
+    written by one command after another; within one millisecond, ``at`` decides.
+    """
+    return (file_id[:10], fact.at, file_id, fact.id)
+
+
 def _sidecar_problems(listing: Listing) -> list[str]:
-    """WARCs without their public sidecar, and sidecars without their WARC."""
+    """WARCs (capture files and facts) without their public sidecar, and sidecars without
+    their file."""
+    warcs = (*listing.warcs, *listing.facts)
     problems = [
         f"{w.key} has no {SIDECAR} sidecar; it was checked against the store's record only"
-        for w in listing.warcs
+        for w in warcs
         if w.key not in listing.sidecars
     ]
-    files = {o.key for o in (*listing.warcs, *listing.parquet, *listing.control)}
+    others = (*listing.parquet, *listing.control, *listing.certificates)
+    files = {o.key for o in (*warcs, *others)}
     problems += [
         f"{key}{SIDECAR} describes a file that is not in the store"
         for key in sorted(set(listing.sidecars) - files)

@@ -19,6 +19,7 @@ def rebuild_lines(report: RebuildReport, into: str) -> Iterator[str]:
         f"{len(report.accounts)} account(s), {report.items} item(s), {report.versions} "
         f"version(s), {report.media} media, {report.records} record(s)"
     )
+    yield from retention_lines(report)
     if report.orphans:
         yield f"dropped {len(report.orphans)} orphan record(s) (written, never committed):"
         for o in report.orphans[:SHOWN]:
@@ -46,6 +47,32 @@ def rebuild_lines(report: RebuildReport, into: str) -> Iterator[str]:
     else:
         yield "no anchored audit head in the store; the rebuilt audit log starts at entry 1"
     yield f"search index: {report.search_index}"
+
+
+def retention_lines(report: RebuildReport) -> Iterator[str]:
+    """What the replay of the control facts recreated, and the items it could not find."""
+    r = report.retention
+    if not r.facts:
+        yield "no control fact in the store: no hold, event, notice, reassignment or certificate"
+        return
+    yield (
+        f"replayed {r.facts} control fact(s) from {report.fact_files} file(s): {r.holds} "
+        f"hold(s) ({r.holds_released} released, {r.holds_closed} request(s) closed), "
+        f"{r.events} event(s), {r.notices} notice(s), {r.reassigned} item(s) reassigned, "
+        f"{r.certificates} certificate(s) of destruction with {r.stubs} destroyed item "
+        "stub(s)"
+    )
+    if r.unmatched:
+        yield (
+            f"{len(r.unmatched)} item(s) named by a fact are not in the store's records "
+            "(a fact written before a commit that did not happen, or a file left out):"
+        )
+        for line in r.unmatched[:SHOWN]:
+            yield f"  {line}"
+    if r.superseded:
+        yield f"{len(r.superseded)} fact(s) replaced by a later fact about the same id:"
+        for line in r.superseded[:SHOWN]:
+            yield f"  {line}"
 
 
 def comparison_lines(comparison: Comparison, live: str, rebuilt: str) -> Iterator[str]:

@@ -7,6 +7,15 @@ then checks every record's gzip member and its block and payload digests and giv
 record's exact offset and length. Only then are the records the catalog is built from
 (``conversion`` and ``metadata`` JSON, the heads of media responses) read back by offset.
 
+Control facts (``control/facts/<month>/<fact-id>.warc.gz``, :mod:`archiver.control`) are
+small WARCs outside any partition: verified the same way, their file id read from the
+sidecar and the ``warcinfo``, their one ``metadata`` record parsed into a
+:class:`~archiver.control.Fact`. Certificates of destruction (``control/certificates/``)
+are verified against the backend (and a sidecar, if one exists) and, by the pipeline,
+against the SHA-256 their ``disposition.certificate`` fact recorded. A fact of a kind this
+archiver does not know stops the rebuild (:class:`~archiver.errors.IntegrityError`): a
+newer archiver wrote it, and dropping it could lose a hold.
+
 A file that fails any check is a :class:`Damage`, never silently skipped: the caller decides
 whether that stops the rebuild.
 """
@@ -26,19 +35,24 @@ from typing import Any, BinaryIO
 
 import pyarrow.parquet as pq
 
+from archiver import control
 from archiver.audit import ANCHOR_PREFIX
-from archiver.errors import ArchiverError
+from archiver.errors import ArchiverError, IntegrityError
 from archiver.layout import ObjectKind, Partition
 from archiver.store.base import LAYOUT_KEY, ObjectInfo, Store
 from archiver.warc_records import HTTP_RECORD_TYPES, RecordPointer, label_to_hex
 from archiver.warc_recovery import scan_warc
 
+#: Where certificates of destruction are stored (``<certificate id>.json`` and ``.html``).
+CERTIFICATE_PREFIX = "control/certificates/"
 _SEG = r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}"
 _PART = rf"({_SEG})/({_SEG})/(\d{{4}}-\d{{2}})"
 _WARC = re.compile(rf"^warc/{_PART}/({_SEG})\.warc\.gz$")
 _PARQUET = re.compile(rf"^parquet/{_PART}/({_SEG})\.parquet$")
 _CONTROL = re.compile(rf"^control/{_PART}/({_SEG})\.json$")
 _ANCHOR = re.compile(rf"^{re.escape(ANCHOR_PREFIX)}(\d+)\.json$")
+_FACT = re.compile(rf"^{re.escape(control.PREFIX)}\d{{4}}-\d{{2}}/({_SEG})\.warc\.gz$")
+_CERTIFICATE = re.compile(rf"^{re.escape(CERTIFICATE_PREFIX)}({_SEG})\.(json|html)$")
 SIDECAR = ".sha256.json"
 
 _COPY = 1 << 20
@@ -55,7 +69,9 @@ class StoredObject:
     """One object of the store, by what its key says it is."""
 
     key: str
-    kind: str  # "warc", "parquet", "control", "anchor", "sidecar", "layout", "unknown"
+    # "warc", "parquet", "control", "fact", "certificate", "anchor", "sidecar", "layout",
+    # "unknown"
+    kind: str
     info: ObjectInfo
     partition: Partition | None = None
     file_id: str | None = None
@@ -120,6 +136,23 @@ class ScannedFile:
     size: int
     rows: int = 0
     record_ids: tuple[str, ...] = ()  # Parquet: the ``warc_record_id`` of every row
+    #: The file's id where its key does not hold it (facts, certificates): from its sidecar.
+    stored_id: str | None = None
+    created_at: datetime | None = None  # when the file says it was written, if it says
+
+    @property
+    def file_id(self) -> str:
+        file_id = self.stored_id or self.obj.file_id
+        assert file_id is not None
+        return file_id
+
+
+@dataclass(frozen=True, slots=True)
+class ScannedFacts:
+    """A verified control-fact file and the facts it holds (one, as ``write_fact`` writes)."""
+
+    file: ScannedFile
+    facts: tuple[control.Fact, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,6 +173,8 @@ class Listing:
     warcs: list[StoredObject] = field(default_factory=list)
     parquet: list[StoredObject] = field(default_factory=list)
     control: list[StoredObject] = field(default_factory=list)
+    facts: list[StoredObject] = field(default_factory=list)
+    certificates: list[StoredObject] = field(default_factory=list)
     anchors: list[StoredObject] = field(default_factory=list)
     sidecars: dict[str, StoredObject] = field(default_factory=dict)  # by the key it describes
     unknown: list[str] = field(default_factory=list)
@@ -172,6 +207,11 @@ def classify(info: ObjectInfo) -> StoredObject:
     m = _ANCHOR.fullmatch(key)
     if m is not None:
         return StoredObject(key, "anchor", info, seq=int(m.group(1)))
+    # Outside every partition: no account, and the file id is not in the key.
+    if _FACT.fullmatch(key):
+        return StoredObject(key, "fact", info)
+    if _CERTIFICATE.fullmatch(key):
+        return StoredObject(key, "certificate", info)
     return StoredObject(key, "unknown", info)
 
 
@@ -186,6 +226,10 @@ def list_store(store: Store) -> Listing:
             listing.parquet.append(obj)
         elif obj.kind == "control":
             listing.control.append(obj)
+        elif obj.kind == "fact":
+            listing.facts.append(obj)
+        elif obj.kind == "certificate":
+            listing.certificates.append(obj)
         elif obj.kind == "anchor":
             listing.anchors.append(obj)
         elif obj.kind == "sidecar":
@@ -228,7 +272,8 @@ class Reader:
                 raise ValueError("it is not a JSON object")
         except ValueError as exc:
             raise _Failed(f"its sidecar {sidecar.key} is unreadable ({exc})") from exc
-        if doc.get("file_id") not in (None, obj.file_id) or doc.get("key") not in (None, obj.key):
+        other_id = obj.file_id is not None and doc.get("file_id") not in (None, obj.file_id)
+        if other_id or doc.get("key") not in (None, obj.key):
             raise _Failed(f"its sidecar {sidecar.key} describes another file")
         return doc
 
@@ -295,6 +340,37 @@ class Reader:
         except _Failed as exc:
             return Damage(obj.key, str(exc))
 
+    def certificate(self, obj: StoredObject, sidecar: StoredObject | None) -> ScannedFile | Damage:
+        """Verify a certificate of destruction (JSON or HTML) against the backend's record.
+
+        Its file id is its sidecar's, if it has one; one without is not a stored file of
+        the catalog (``stored_id`` None), as the disposition that wrote it left it.
+        """
+        try:
+            expected = self._sidecar(obj, sidecar)
+            with self._copy(obj) as (_path, sha256, size):
+                _check_digest(obj, sha256, size, expected)
+                recorded = (expected or {}).get("file_id")
+                return ScannedFile(obj, sha256, size, stored_id=str(recorded) if recorded else None)
+        except _Failed as exc:
+            return Damage(obj.key, str(exc))
+
+    # -- control facts -----------------------------------------------------------------
+
+    def facts(self, obj: StoredObject, sidecar: StoredObject | None) -> ScannedFacts | Damage:
+        """Verify one control-fact WARC and parse its facts.
+
+        Raises :class:`IntegrityError` for a fact of a kind this archiver does not know: a
+        newer archiver wrote it, and it is not damage that ``--skip-damaged`` may leave out.
+        """
+        try:
+            expected = self._sidecar(obj, sidecar)
+            with self._copy(obj) as (path, sha256, size):
+                _check_digest(obj, sha256, size, expected)
+                return _facts(obj, path, sha256, size, expected)
+        except _Failed as exc:
+            return Damage(obj.key, str(exc))
+
     def anchor(self, obj: StoredObject) -> Anchor | Damage:
         """Read an anchored audit head."""
         try:
@@ -313,6 +389,60 @@ class Reader:
 
     def _copy(self, obj: StoredObject) -> _Copy:
         return _Copy(self.store, obj.key, self.tmp_dir)
+
+
+def _facts(
+    obj: StoredObject, path: Path, sha256: str, size: int, sidecar: dict[str, Any] | None
+) -> ScannedFacts:
+    recorded = (sidecar or {}).get("file_id")
+    scan = scan_warc(path, file_id=str(recorded) if recorded else "control-fact")
+    if not scan.complete:
+        raise _Failed(f"its records do not verify: {scan.problem or 'trailing bytes'}")
+    if not scan.records or scan.records[0].warc_type != "warcinfo":
+        raise _Failed("it does not start with a warcinfo record")
+    if sidecar is not None and sidecar.get("records") not in (None, len(scan.records)):
+        raise _Failed(
+            f"it holds {len(scan.records)} records, its sidecar says {sidecar['records']}"
+        )
+    facts: list[control.Fact] = []
+    with path.open("rb") as f:
+        first = scan.records[0]
+        info = _warc_fields(_read_member(f, first.offset, first.length, _MAX_DOC)[1])
+        file_id = info.get("file-id") or recorded
+        if not file_id or (recorded and recorded != file_id):
+            raise _Failed(f"its warcinfo names file {file_id}, its sidecar {recorded}")
+        for ptr in scan.records[1:]:
+            if ptr.warc_type == "metadata":
+                facts.append(_fact(obj, _read_member(f, ptr.offset, ptr.length, _MAX_DOC)[1]))
+    if not facts:
+        raise _Failed("it holds no fact")
+    stored = ScannedFile(
+        obj,
+        sha256,
+        size,
+        rows=len(scan.records),
+        stored_id=str(file_id),
+        created_at=min(p.date for p in scan.records),
+    )
+    return ScannedFacts(stored, tuple(facts))
+
+
+def _fact(obj: StoredObject, block: bytes) -> control.Fact:
+    try:
+        doc = json.loads(block)
+    except ValueError as exc:
+        raise _Failed(f"its fact is not JSON ({exc})") from exc
+    kind = doc.get("fact") if isinstance(doc, dict) else None
+    if isinstance(kind, str) and kind not in control.KINDS:
+        raise IntegrityError(
+            f"control fact {obj.key} is of kind {kind!r}, which this archiver does not know "
+            "(a newer archiver wrote it); nothing was written: upgrade the archiver and "
+            "rebuild again"
+        )
+    try:
+        return control.parse_fact(block, obj.key)
+    except IntegrityError as exc:
+        raise _Failed(str(exc)) from exc
 
 
 class _Copy:

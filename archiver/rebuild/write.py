@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -29,6 +29,9 @@ from archiver.rebuild.scan import Anchor, ScannedFile, ScannedWarc, StoredObject
 
 #: ``Account.status`` of an account found in the store but not in the configuration.
 INACTIVE = "inactive"
+#: ``items.series_rule`` of an item no assignment fact names: the series is the one its
+#: records are stored under (its partition's); which rule chose it is not in the store.
+PARTITION_RULE = "partition"
 _ALEMBIC = "alembic_version"
 #: The audit entry lists at most this many anchors (the latest ones) and counts them all.
 MAX_LISTED_ANCHORS = 1000
@@ -63,13 +66,20 @@ def require_empty(catalog: Catalog) -> None:
 
 
 def stored_file(
-    obj: StoredObject, sha256: str, size: int, records: int, created: datetime
+    obj: StoredObject,
+    sha256: str,
+    size: int,
+    records: int,
+    created: datetime,
+    file_id: str | None = None,
 ) -> StoredFile:
-    assert obj.file_id is not None
+    file_id = file_id or obj.file_id
+    assert file_id is not None
     return StoredFile(
-        id=obj.file_id,
+        id=file_id,
         key=obj.key,
-        kind=obj.kind,
+        # Facts and certificates are control objects, as ``archiver.control`` registers them.
+        kind="control" if obj.kind in ("fact", "certificate") else obj.kind,
         partition=obj.partition.name if obj.partition is not None else None,
         sha256=sha256,
         size=size,
@@ -87,9 +97,28 @@ def write_warc(session: Session, warc: ScannedWarc) -> None:
 
 
 def write_file(session: Session, scanned: ScannedFile, now: datetime) -> None:
-    # Neither a Parquet file nor a control object records when it was written but the store.
-    created = scanned.obj.info.created or now
-    session.add(stored_file(scanned.obj, scanned.sha256, scanned.size, scanned.rows, created))
+    # Only a fact's WARC records when it was written; for the others, the store does.
+    created = scanned.created_at or scanned.obj.info.created or now
+    session.add(
+        stored_file(
+            scanned.obj, scanned.sha256, scanned.size, scanned.rows, created, scanned.file_id
+        )
+    )
+
+
+def advance_sequences(session: Session, tables: Sequence[str]) -> None:
+    """Move PostgreSQL's id sequences past the ids a rebuild inserted explicitly.
+
+    Holds, events and notices keep the ids their facts name (a hold is cited by its id), and
+    PostgreSQL's ``SERIAL`` does not notice explicit ids: without this, the next ``hold
+    create`` in the rebuilt catalog would collide with hold 1. SQLite needs nothing.
+    """
+    if session.get_bind().dialect.name != "postgresql":
+        return
+    for name in tables:
+        top = func.max(Base.metadata.tables[name].c.id)
+        sequence = func.pg_get_serial_sequence(name, "id")
+        session.execute(select(func.setval(sequence, func.coalesce(top, 1), top.is_not(None))))
 
 
 def write_account(
@@ -111,6 +140,7 @@ def write_account(
             thread_id=fact.thread_id,
             partition=fact.partition,
             series=fact.series,
+            series_rule=PARTITION_RULE,
             permalink=fact.permalink,
             author=fact.author,
             created_at=fact.created_at,

@@ -15,7 +15,7 @@ then rolls every partition into Parquet.
 from __future__ import annotations
 
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -75,7 +75,7 @@ platform = "bluesky"
 handle = "{fake.handle}"
 api_base = "{fake.base_url}"
 department = "Milwaukee County Parks"
-series = "general"
+series = "social-media"
 
 [[accounts]]
 id = "{EXPORT}"
@@ -156,8 +156,22 @@ class Small:
         return tuple(self.runner.config.accounts)
 
 
-def small_capture(catalog: Catalog, root: Path, httpserver: HTTPServer) -> Small:
-    """``mke-small``: three posts, one with an image, captured once, one post per page."""
+def _three_posts(fake: FakeBluesky) -> None:
+    fake.post("Street sweeping Monday", images=[("Sweeper truck", "image/png")])
+    fake.post("Street sweeping Tuesday")
+    fake.post("Street sweeping Wednesday")
+
+
+def small_capture(
+    catalog: Catalog,
+    root: Path,
+    httpserver: HTTPServer,
+    populate: Callable[[FakeBluesky], None] = _three_posts,
+) -> Small:
+    """``mke-small``: three posts, one with an image, captured once, one post per page.
+
+    ``populate`` may put other posts on the fake platform before the capture.
+    """
     store = LocalStore(root / "store")
     ensure_layout(store, create=True)
     fake = FakeBluesky(httpserver)
@@ -182,15 +196,13 @@ platform = "bluesky"
 handle = "{fake.handle}"
 api_base = "{fake.base_url}"
 department = "Department of Public Works"
-series = "general"
+series = "social-media"
 options = {{ page_size = 1 }}
 """,
         encoding="utf-8",
     )
     runner = CaptureRunner(load_config(root / "small.toml"), catalog, store, INFO)
-    fake.post("Street sweeping Monday", images=[("Sweeper truck", "image/png")])
-    fake.post("Street sweeping Tuesday")
-    fake.post("Street sweeping Wednesday")
+    populate(fake)
     assert runner.capture("mke-small").status == "complete"
     return Small(catalog, store, runner, fake)
 

@@ -7,7 +7,15 @@ from sqlalchemy import delete, select, update
 from archiver.catalog import Catalog
 from archiver.catalog.models import Base, Item, ItemVersion, WarcRecord
 from archiver.rebuild import Difference, compare, rebuild
-from archiver.rebuild.compare import EXCLUDED, TABLES, lines
+from archiver.rebuild.compare import (
+    EXCLUDED,
+    NOT_BACKFILLED,
+    ROWS,
+    STUB_COLUMNS,
+    TABLES,
+    UNRECORDED,
+    lines,
+)
 from tests.rebuild.conftest import Small
 
 
@@ -56,3 +64,38 @@ def test_every_column_of_the_catalog_is_either_compared_or_excluded_with_a_reaso
             assert (
                 column.name in (*keys, *compared) or column.name in excluded or "*" in excluded
             ), f"{table.name}.{column.name} is neither compared nor excluded with a reason"
+
+
+def test_every_rule_of_the_comparison_names_real_tables_and_compared_columns_with_a_reason() -> (
+    None
+):
+    tables = Base.metadata.tables
+    # Columns of the rows they point at, or of their item, joined in (see EXCLUDED's reasons).
+    item = {"account_id", "platform_item_id"}
+    through = {
+        "items": {"parent"},
+        "item_versions": item,
+        "item_media": {*item, "version_no", "media"},
+    }
+    for name, (keys, compared) in TABLES.items():
+        assert name in tables and not set(EXCLUDED.get(name, {})) & {*keys, *compared}, name
+        columns = set(tables[name].columns.keys()) | through.get(name, set())
+        assert {*keys, *compared} <= columns, name
+    for name, excluded in EXCLUDED.items():
+        assert name in tables and all(why.strip() for why in excluded.values()), name
+        assert set(excluded) - {"*"} <= set(tables[name].columns.keys()), name
+    assert set(STUB_COLUMNS) <= set(TABLES["items"][1])
+    for table, column in (*UNRECORDED, *NOT_BACKFILLED):
+        assert column in TABLES[table][1], (table, column)
+    assert set(ROWS) <= set(TABLES) and all(why.strip() for why in ROWS.values())
+    # The retention tables are compared, the disposition's working state is not.
+    assert {"holds", "retention_events", "retention_notices", "certificates"} <= set(TABLES)
+    for working in (
+        "disposition_reports",
+        "disposition_report_items",
+        "disposition_approvals",
+        "disposition_runs",
+        "disposition_steps",
+        "named_locks",
+    ):
+        assert set(EXCLUDED[working]) == {"*"}, working

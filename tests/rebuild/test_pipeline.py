@@ -135,4 +135,5 @@ def test_a_configured_account_without_records_is_registered_and_an_unconfigured_
         accounts = {a.id: a for a in s.scalars(select(Account))}
     assert accounts["mke-newcomer"].status == "unknown" and accounts["mke-newcomer"].enabled
     assert accounts["mke-small"].status == "inactive" and not accounts["mke-small"].enabled
-    assert accounts["mke-small"].platform == "bluesky" and accounts["mke-small"].series == "general"
+    small = accounts["mke-small"]
+    assert small.platform == "bluesky" and small.series == "social-media"

@@ -13,7 +13,9 @@ from archiver.catalog import Catalog
 from archiver.catalog.models import Item, StoredFile, WarcRecord
 from archiver.errors import IntegrityError
 from archiver.rebuild import compare, rebuild
+from archiver.rebuild.scan import classify
 from archiver.rebuild.write import require_empty
+from archiver.store.base import ObjectInfo
 from tests.rebuild.conftest import Small
 
 
@@ -96,3 +98,27 @@ def test_a_warc_without_its_sidecar_is_checked_against_the_store_alone_and_named
         f"{key} has no .sha256.json sidecar; it was checked against the store's record only"
     ]
     assert not report.damaged and compare(small.catalog, target).clean
+
+
+@pytest.mark.parametrize(
+    ("key", "kind"),
+    [
+        ("control/facts/2026-03/01JQ4S2W7X0Y8H6K3M9N5P1Q2R.warc.gz", "fact"),
+        ("control/facts/2026-03/01JQ4S2W7X0Y8H6K3M9N5P1Q2R.warc.gz.sha256.json", "sidecar"),
+        ("control/certificates/01JQ4S2W7X0Y8H6K3M9N5P1Q2R.json", "certificate"),
+        ("control/certificates/01JQ4S2W7X0Y8H6K3M9N5P1Q2R.html", "certificate"),
+        ("control/audit/000000000012.json", "anchor"),
+        ("control/social-media/mke-parks/2026-03/01JQ4S2W7X0Y8H6K3M9N5P1Q2R.json", "control"),
+        ("warc/social-media/mke-parks/2026-03/01JQ4S2W7X0Y8H6K3M9N5P1Q2R.warc.gz", "warc"),
+        ("control/facts/01JQ4S2W7X0Y8H6K3M9N5P1Q2R.warc.gz", "unknown"),
+        ("control/certificates/01JQ4S2W7X0Y8H6K3M9N5P1Q2R.pdf", "unknown"),
+    ],
+)
+def test_control_facts_and_certificates_are_told_from_capture_files_and_belong_to_no_account(
+    key: str, kind: str
+) -> None:
+    obj = classify(ObjectInfo(key, 1, "0" * 64, retain_until=None, legal_hold=False))
+
+    assert obj.kind == kind
+    if kind in ("fact", "certificate"):
+        assert obj.account is None and obj.file_id is None
