@@ -100,6 +100,8 @@ class RunStats:
     media_revisits: int = 0
     media_failed: int = 0
     media_too_large: int = 0
+    # Items seen again after their disposition: not captured again (see _commit_page).
+    disposed_seen: int = 0
 
     def count(self, change: Change) -> None:
         setattr(self, change.value, getattr(self, change.value) + 1)
@@ -145,6 +147,7 @@ class _Prior:
     series: str
     partition: str
     first_captured_at: datetime
+    disposed: bool = False
 
 
 @dataclass(slots=True)
@@ -416,6 +419,7 @@ class _Run:
                             ItemRow.account_id == self.settings.id,
                             ItemRow.kind == ItemKind.POST.value,
                             ItemRow.state != "deleted",
+                            ItemRow.disposed_at.is_(None),
                             ItemRow.created_at >= since,
                         )
                         .order_by(ItemRow.created_at.desc())
@@ -466,6 +470,12 @@ class _Run:
             self.seen.add(item.item_id)
             self.stats.items_seen += 1
             prior = known.get(item.item_id)
+            if prior is not None and prior.disposed:
+                # Destroyed under its schedule, with a certificate: what the platform still
+                # shows of it is past retention too, and capturing it again would bring back
+                # what the certificate says is gone. Its stub stays as it is.
+                self.stats.disposed_seen += 1
+                continue
             decision = decide(item, prior.known if prior is not None else None)
             self.stats.count(decision.change)
             partition = Partition(
@@ -559,6 +569,7 @@ class _Run:
                     ItemRow.series,
                     ItemRow.partition,
                     ItemRow.first_captured_at,
+                    ItemRow.disposed_at,
                 ).where(ItemRow.account_id == self.settings.id, ItemRow.platform_item_id.in_(ids))
             ).all()
         return {
@@ -569,6 +580,7 @@ class _Run:
                 r.series,
                 r.partition,
                 r.first_captured_at,
+                r.disposed_at is not None,
             )
             for r in rows
         }
@@ -736,6 +748,7 @@ class _Run:
             ).where(
                 ItemRow.account_id == self.settings.id,
                 ItemRow.state != "deleted",
+                ItemRow.disposed_at.is_(None),
                 ItemRow.kind.in_([ItemKind.POST.value, ItemKind.COMMENT.value]),
             )
             if not plan.full_walk:

@@ -305,6 +305,37 @@ def test_a_destroyed_items_waiting_versions_never_get_a_parquet_row(
     assert parquet_module.pending(catalog) == []
 
 
+def test_an_item_destroyed_by_disposition_is_not_captured_again(
+    runner: CaptureRunner, fake: FakeBluesky, catalog: Catalog
+) -> None:
+    root = fake.post("Snow emergency declared")
+    reply = fake.reply(root, "Thanks")
+    other = fake.reply(root, "When does it end?")
+    runner.capture("mke-bluesky")
+    with catalog.session() as s:
+        stub = s.scalars(select(Item).where(Item.text == "Thanks")).one()
+        stub.text, stub.disposed_at, stub.certificate_id = None, datetime.now(UTC), "C" * 26
+        stub_id, versions = stub.id, stub.versions
+    records = count(catalog, WarcRecord)
+    fake.hide_reply(reply)  # a change that would otherwise make a new version
+    fake.delete(other)
+
+    result = runner.capture("mke-bluesky", full_walk=True)
+
+    assert result.status == "complete", result.reason
+    assert result.stats["disposed_seen"] == 1
+    with catalog.reader() as s:
+        again = s.get(Item, stub_id)
+        assert again is not None
+        assert (again.text, again.versions, again.state) == (None, versions, "present")
+        # The other reply, not destroyed, is still followed: its deletion is recorded.
+        assert (
+            s.scalars(select(Item.state).where(Item.id != stub_id, Item.kind == "comment")).one()
+            == "deleted"
+        )
+    assert count(catalog, WarcRecord) > records  # the run's own exchanges were archived
+
+
 def test_a_server_error_then_success_is_retried_and_the_run_completes(
     runner: CaptureRunner, fake: FakeBluesky, catalog: Catalog
 ) -> None:

@@ -486,6 +486,8 @@ def write_certificate(
                     "created_at": i.get("created_at"),
                     "first_captured_at": i.get("first_captured_at"),
                     "content_sha256": i.get("content_sha256"),
+                    # Not in the brief's minimum, read when present: a rebuilt stub keeps it.
+                    "kind": i.get("kind"),
                 }
                 for i in data.items
             ],

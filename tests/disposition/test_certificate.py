@@ -333,6 +333,7 @@ def test_a_certificate_is_stored_as_json_and_html_locked_for_a_century_with_a_co
                 "created_at": "2026-01-12T15:02:00+00:00",
                 "first_captured_at": "2026-11-24T02:26:41+00:00",
                 "content_sha256": "c" * 64,
+                "kind": "comment",
             },
             {
                 "account": "mke-dpw-mastodon",
@@ -341,6 +342,7 @@ def test_a_certificate_is_stored_as_json_and_html_locked_for_a_century_with_a_co
                 "created_at": None,
                 "first_captured_at": "2026-11-24T02:26:41+00:00",
                 "content_sha256": None,
+                "kind": "comment",
             },
         ],
     }
