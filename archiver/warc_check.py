@@ -33,7 +33,9 @@ A few bits of a file change no record: gzip header fields zlib does not check (M
 OS, FTEXT) and the padding bits after a member's last deflate code. The whole-file SHA-256
 (``archiver.fixity``) catches those; for a header field, the member whose gzip header
 differs from the file's others is reported in :attr:`WarcCheck.odd_gzip_headers` so the
-record can still be named (one writer gives every member of a file the same header).
+record can still be named (one writer gives every member of a file the same header, except
+XFL: zlib writes 2 for level 9 and 4 for the stored members of compressed media, and both
+count as the same header here; one flipped bit cannot turn either into the other).
 """
 
 from __future__ import annotations
@@ -65,6 +67,9 @@ _GZIP_MAGIC = b"\x1f\x8b\x08"  # ID1, ID2, CM=deflate: how every member begins
 _ODD_HEADS = 100
 #: The fixed part of a gzip member header (RFC 1952): magic, method, flags, MTIME, XFL, OS.
 GZIP_HEADER = 10
+_XFL = 8
+#: XFL values zlib writes at levels 9 (2) and 0-1 (4): the writer's two kinds of member.
+_WRITER_XFL = (2, 4)
 
 _WARC_HEAD, _BLOCK, _TRAILER = 0, 1, 2
 #: A line start (after LF) whose first byte is not printable ASCII: it may be a blank line.
@@ -402,6 +407,9 @@ class WarcChecker:
         self._inflater = None
         self._records += 1
         head = bytes(self._gzip_head)
+        if len(head) == GZIP_HEADER and head[_XFL] in _WRITER_XFL:
+            # Stored (media) and level-9 members differ only in XFL: compare them as one.
+            head = head[:_XFL] + bytes((_WRITER_XFL[0],)) + head[_XFL + 1 :]
         self._head_counts[head] += 1
         where = self._heads.setdefault(head, [])
         if len(where) < _ODD_HEADS:
