@@ -14,9 +14,10 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import select
+import httpx
+from sqlalchemy import Table, bindparam, insert, select, update
 from sqlalchemy.orm import Session
 
 from archiver import lease
@@ -59,7 +60,7 @@ from archiver.plugins import load_connector
 from archiver.ratelimit import policy_for
 from archiver.redact import scrub_registered
 from archiver.retention import Assignment, ItemFacts
-from archiver.search.index import index_session
+from archiver.search.index import index_session, index_versions
 from archiver.series import Schedules, load_schedules
 from archiver.spool import Spool
 from archiver.store.base import Store
@@ -73,10 +74,42 @@ Clock = Callable[[], datetime]
 
 #: Why a run asked to stop (``CaptureRunner.capture(stop=...)``) ended early.
 STOPPED_REASON = "stopped on request at a page boundary; the next run resumes from its checkpoint"
+#: Item columns a new version sets (besides its state, series and version count).
+_VERSIONED_COLUMNS = (
+    *("permalink", "author", "created_at", "edited_at", "text", "platform_parent_id"),
+    *("thread_id", "content_sha256"),
+)
+#: What a page commit reads of each of its known items.
+_PAGE_ROW_COLUMNS = (
+    *("id", "platform_item_id", "state", "state_changed_at", "versions", "series"),
+    *("series_rule", "parent_id", *_VERSIONED_COLUMNS),
+)
+_UPDATED_COLUMNS = (
+    *("id", "last_seen_at", "series", "series_rule", "state", "state_changed_at", "versions"),
+    *_VERSIONED_COLUMNS,
+)
+_NEW_ITEM_COLUMNS = (
+    *("account_id", "platform_item_id", "kind", "first_captured_at", "partition"),
+    *_UPDATED_COLUMNS[1:],
+)
+#: Most values in one ``IN (...)`` list.
+_IN_CHUNK = 500
+# Page commits write through the tables (Core): no ORM object per row.
+_ITEMS = cast(Table, ItemRow.__table__)
+_VERSIONS = cast(Table, ItemVersion.__table__)
+_ITEM_MEDIA = cast(Table, ItemMedia.__table__)
 
 
 def _utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+def _update_by_id(s: Session, rows: list[dict[str, Any]]) -> None:
+    """UPDATE items by id, one executemany; each row gives its ``id`` and the new values."""
+    if not rows:
+        return
+    params = [{("item_row_id" if k == "id" else k): v for k, v in r.items()} for r in rows]
+    s.execute(update(_ITEMS).where(_ITEMS.c.id == bindparam("item_row_id")), params)
 
 
 def _period(partition_name: str) -> str | None:
@@ -159,6 +192,7 @@ class _Observed:
     decision: Decision
     assignment: Assignment | None = None  # set when the item gets a new version
     version: RecordPointer | None = None
+    content_sha256: str = ""  # of the new version (its document says it too)
     state_note: RecordPointer | None = None
     media: list[StoredMedia] = field(default_factory=list)
 
@@ -176,6 +210,7 @@ class CaptureRunner:
         clock: Clock = _utcnow,
         schedules: Schedules | None = None,
         actor: str | None = None,
+        transport: httpx.BaseTransport | None = None,
     ) -> None:
         self.config = config
         self.catalog = catalog
@@ -188,6 +223,9 @@ class CaptureRunner:
         #: Who series moves made by a capture are attributed to: the service on this node.
         self.actor = actor or f"archiver@{config.archiver.node}"
         self.spool = Spool(config.spool.path, store, catalog, max_bytes=config.spool.max_bytes)
+        #: What the archiving client sends through (None: the network); benchmarks and tests
+        #: hand in an in-process transport that answers like the platform.
+        self.transport = transport
 
     # -- the run ---------------------------------------------------------------------------
 
@@ -271,6 +309,7 @@ class CaptureRunner:
             sink,
             policy=policy_for(getattr(connector_cls, "rate_limit", "default")),
             settings=self.config.http,
+            transport=self.transport,
         )
 
     def _ensure_account(self, settings: AccountSettings, now: datetime) -> None:
@@ -500,6 +539,7 @@ class _Run:
                     captured_at=self.captured_at, account=self.settings.id, version_no=version_no
                 )
                 doc["change"] = decision.change.value
+                obs.content_sha256 = doc["content_sha256"]
                 doc["media_sha256"] = [m.sha256 for m in obs.media]
                 target = item.permalink or f"urn:archiver:item:{item.platform}:{item.item_id}"
                 # A platform that echoes one of our tokens must not get it into the archive.
@@ -533,8 +573,10 @@ class _Run:
             if moves:
                 self._record_moves(s, moves)
             register_records(s, [*self.sink.take(), *item_pointers], run_id=self.run_id)
-            self._apply(s, observed)
-            index_session(s)  # the search index, in the transaction that writes the versions
+            version_ids = self._apply(s, observed)
+            # The search index, in the transaction that writes the versions.
+            index_versions(s, version_ids)
+            index_session(s)
             if checkpoint is not None:
                 s.add(
                     CheckpointRow(
@@ -646,87 +688,168 @@ class _Run:
                 rule=move.rule,
             )
 
-    def _apply(self, s: Session, observed: list[_Observed]) -> None:
+    def _apply(self, s: Session, observed: list[_Observed]) -> list[int]:
+        """Write the page's item, version and media-link rows; the ids of the new versions.
+
+        A handful of statements per page, whatever its size: the page's items are read once,
+        new ones inserted and changed ones updated in bulk, versions inserted in bulk.
+        """
         now = self.captured_at
-        rows: dict[str, ItemRow] = {}
+        rows = self._page_rows(s, [obs.item.item_id for obs in observed])
+        touched: dict[str, dict[str, Any]] = {}
+        versions: list[tuple[dict[str, Any], _Observed, dict[str, Any]]] = []
         for obs in observed:
             item = obs.item
-            row = s.scalars(
-                select(ItemRow).where(
-                    ItemRow.account_id == self.settings.id, ItemRow.platform_item_id == item.item_id
-                )
-            ).first()
+            row = rows.get(item.item_id)
             if row is None:
-                row = ItemRow(
-                    account_id=self.settings.id,
-                    platform_item_id=item.item_id,
-                    kind=item.kind.value,
-                    series=obs.assignment.series if obs.assignment else self.settings.series,
-                    first_captured_at=now,
-                    versions=0,
-                    partition=obs.partition.name,
-                )
-                s.add(row)
-            row.last_seen_at = now
-            rows[item.item_id] = row
+                row = rows[item.item_id] = {
+                    "id": None,
+                    "account_id": self.settings.id,
+                    "platform_item_id": item.item_id,
+                    "kind": item.kind.value,
+                    "series": obs.assignment.series if obs.assignment else self.settings.series,
+                    "series_rule": None,
+                    "first_captured_at": now,
+                    "versions": 0,
+                    "partition": obs.partition.name,
+                    "state": None,
+                    "state_changed_at": None,
+                    "parent_id": None,
+                    **dict.fromkeys(_VERSIONED_COLUMNS),
+                }
+            touched[item.item_id] = row
+            row["last_seen_at"] = now
             if obs.version is None:
                 continue
             if obs.assignment is not None:
-                row.series = obs.assignment.series
-                row.series_rule = obs.assignment.rule
-            row.permalink = item.permalink
-            row.author = item.author_handle or item.author_name or item.author_id
-            row.created_at = item.created_at
-            row.edited_at = item.edited_at
-            row.text = item.text
-            row.platform_parent_id = item.parent_id
-            row.thread_id = item.thread_id
-            row.content_sha256 = item.content_sha256()
-            new_state = state_after(obs.decision.change, row.state, item.moderation)
-            if new_state != row.state:
-                row.state_changed_at = now
-            row.state = new_state
-            row.versions = (row.versions or 0) + 1
-            s.flush()
-            version = ItemVersion(
-                item_id=row.id,
-                version_no=row.versions,
-                content_sha256=row.content_sha256,
-                captured_at=now,
-                run_id=self.run_id,
-                change=obs.decision.change.value,
-                warc_file_id=obs.version.file_id,
-                warc_offset=obs.version.offset,
-                warc_length=obs.version.length,
-                warc_record_id=obs.version.record_id,
-                partition=obs.partition.name,
-                text=item.text,
-            )
-            s.add(version)
-            s.flush()
-            for position, (ref, media) in enumerate(zip(item.media, obs.media, strict=True)):
-                media_row = media.upsert(s, now)
-                s.add(
-                    ItemMedia(
-                        version_id=version.id,
-                        position=position,
-                        media_id=media_row.id if media_row is not None else None,
-                        platform_media_id=ref.media_id,
-                        alt_text=ref.alt_text,
-                        status=media.status,
-                        detail=media.detail,
-                    )
+                row["series"] = obs.assignment.series
+                row["series_rule"] = obs.assignment.rule
+            row["versioned"] = True
+            row["permalink"] = item.permalink
+            row["author"] = item.author_handle or item.author_name or item.author_id
+            row["created_at"] = item.created_at
+            row["edited_at"] = item.edited_at
+            row["text"] = item.text
+            row["platform_parent_id"] = item.parent_id
+            row["thread_id"] = item.thread_id
+            row["content_sha256"] = obs.content_sha256
+            new_state = state_after(obs.decision.change, row["state"], item.moderation)
+            if new_state != row["state"]:
+                row["state_changed_at"] = now
+            row["state"] = new_state
+            row["versions"] = (row["versions"] or 0) + 1
+            version = {
+                "version_no": row["versions"],
+                "content_sha256": row["content_sha256"],
+                "captured_at": now,
+                "run_id": self.run_id,
+                "change": obs.decision.change.value,
+                "warc_file_id": obs.version.file_id,
+                "warc_offset": obs.version.offset,
+                "warc_length": obs.version.length,
+                "warc_record_id": obs.version.record_id,
+                "partition": obs.partition.name,
+                "text": item.text,
+            }
+            versions.append((row, obs, version))
+        self._write_items(s, list(touched.values()))
+        version_ids: list[int] = []
+        if versions:
+            for _row, _obs, version in versions:
+                version["item_id"] = _row["id"]
+            version_ids = list(
+                s.scalars(
+                    insert(_VERSIONS).returning(_VERSIONS.c.id, sort_by_parameter_order=True),
+                    [v for _r, _o, v in versions],
                 )
-        s.flush()
-        for row in rows.values():
-            if row.platform_parent_id and row.parent_id is None:
-                parent = s.scalars(
-                    select(ItemRow.id).where(
-                        ItemRow.account_id == self.settings.id,
-                        ItemRow.platform_item_id == row.platform_parent_id,
-                    )
-                ).first()
-                row.parent_id = parent
+            )
+        links = []
+        for version_id, (_row, obs, _version) in zip(version_ids, versions, strict=True):
+            for position, (ref, media) in enumerate(zip(obs.item.media, obs.media, strict=True)):
+                media_row = media.upsert(s, now)
+                links.append(
+                    {
+                        "version_id": version_id,
+                        "position": position,
+                        "media_id": media_row.id if media_row is not None else None,
+                        "platform_media_id": ref.media_id,
+                        "alt_text": ref.alt_text,
+                        "status": media.status,
+                        "detail": media.detail,
+                    }
+                )
+        if links:
+            s.execute(insert(_ITEM_MEDIA), links)
+        self._link_parents(s, touched)
+        return version_ids
+
+    def _page_rows(self, s: Session, item_ids: list[str]) -> dict[str, dict[str, Any]]:
+        """The catalog rows of a page's items (what :meth:`_apply` reads and may change)."""
+        found: dict[str, dict[str, Any]] = {}
+        unique = list(dict.fromkeys(item_ids))
+        for i in range(0, len(unique), _IN_CHUNK):
+            result = s.execute(
+                select(*(_ITEMS.c[c] for c in _PAGE_ROW_COLUMNS)).where(
+                    _ITEMS.c.account_id == self.settings.id,
+                    _ITEMS.c.platform_item_id.in_(unique[i : i + _IN_CHUNK]),
+                )
+            )
+            for r in result.mappings():
+                found[r["platform_item_id"]] = dict(r)
+        return found
+
+    def _write_items(self, s: Session, rows: list[dict[str, Any]]) -> None:
+        """Insert the new items (their ids set in ``rows``) and update the changed ones."""
+        new = [r for r in rows if r["id"] is None]
+        if new:
+            for r in new:
+                r["state"] = r["state"] or "present"
+            values = [{c: r[c] for c in _NEW_ITEM_COLUMNS} for r in new]
+            ids = s.scalars(
+                insert(_ITEMS).returning(_ITEMS.c.id, sort_by_parameter_order=True), values
+            )
+            for r, item_id in zip(new, ids, strict=True):
+                r["id"] = item_id
+                r["inserted"] = True
+        old = [r for r in rows if not r.get("inserted")]
+        _update_by_id(s, [{c: r[c] for c in _UPDATED_COLUMNS} for r in old if r.get("versioned")])
+        _update_by_id(
+            s,
+            [
+                {"id": r["id"], "last_seen_at": r["last_seen_at"]}
+                for r in old
+                if not r.get("versioned")
+            ],
+        )
+
+    def _link_parents(self, s: Session, rows: dict[str, dict[str, Any]]) -> None:
+        """Point items at their parent's row when the parent is in the catalog."""
+        orphans = [r for r in rows.values() if r["platform_parent_id"] and r["parent_id"] is None]
+        if not orphans:
+            return
+        # A reply's parent is mostly on the same page: only the others are looked up.
+        parents = {key: r["id"] for key, r in rows.items() if r["id"] is not None}
+        wanted = list(
+            dict.fromkeys(
+                r["platform_parent_id"] for r in orphans if r["platform_parent_id"] not in parents
+            )
+        )
+        for i in range(0, len(wanted), _IN_CHUNK):
+            result = s.execute(
+                select(_ITEMS.c.platform_item_id, _ITEMS.c.id).where(
+                    _ITEMS.c.account_id == self.settings.id,
+                    _ITEMS.c.platform_item_id.in_(wanted[i : i + _IN_CHUNK]),
+                )
+            )
+            parents.update((platform_id, row_id) for platform_id, row_id in result)
+        _update_by_id(
+            s,
+            [
+                {"id": r["id"], "parent_id": parents[r["platform_parent_id"]]}
+                for r in orphans
+                if r["platform_parent_id"] in parents
+            ],
+        )
 
     # -- deletions -----------------------------------------------------------------------
 

@@ -353,10 +353,15 @@ class ArchivingHttpClient:
         media: bool,
     ) -> httpx.Request:
         try:
-            target = httpx.URL(url)
-            if params:
-                # httpx's own ``params=`` replaces the URL's query; merge instead.
-                target = target.copy_merge_params(dict(params))
+            if params and "?" not in url:
+                # One parse and nothing to merge: the params are the URL's whole query.
+                target = httpx.URL(url, params=params)
+                query: httpx.URL | Params = params
+            else:
+                target = query = httpx.URL(url)
+                if params:
+                    # httpx's own ``params=`` replaces the URL's query; merge instead.
+                    target = query = target.copy_merge_params(dict(params))
         except (httpx.InvalidURL, TypeError, ValueError) as exc:
             raise CaptureError(f"cannot GET {redact_text(url)}: {redact_text(str(exc))}") from None
         if target.scheme not in ("http", "https"):
@@ -366,7 +371,7 @@ class ArchivingHttpClient:
         if media and "accept-encoding" not in merged:
             merged["Accept-Encoding"] = "identity"  # the payload digest is the media's own
         register_header_secrets(headers or {})  # the auth headers were registered at start
-        register_query_secrets(target)
+        register_query_secrets(query)
         return self._client.build_request("GET", target, headers=merged)
 
     def _redirect(self, request: httpx.Request, response: httpx.Response) -> httpx.Request | None:

@@ -40,6 +40,7 @@ not byte for byte what crossed the wire, and why.
 from __future__ import annotations
 
 import base64
+import functools
 import json
 import re
 from collections.abc import Iterable, Mapping
@@ -103,6 +104,11 @@ def _text(value: bytes) -> str:
     return value.decode("iso-8859-1")
 
 
+#: ``is_secret_name`` per header or parameter name: the same few names come on every
+#: exchange, and the rule (a pure function of the name) splits and lowercases each time.
+_secret_name = functools.lru_cache(maxsize=1024)(is_secret_name)
+
+
 def register_header_secrets(headers: Mapping[str, str]) -> None:
     """Register the values of secret-named headers, and their credentials after the scheme.
 
@@ -110,17 +116,24 @@ def register_header_secrets(headers: Mapping[str, str]) -> None:
     platform echoing the token would echo it without the scheme.
     """
     for name, value in headers.items():
-        if value and is_secret_name(name):
+        if value and _secret_name(name):
             register_secret(value)
             scheme, sep, credentials = value.strip().partition(" ")
             if sep and scheme.isalpha():
                 register_secret(credentials.strip())
 
 
-def register_query_secrets(url: httpx.URL) -> None:
-    """Register the values of secret-named query parameters (``access_token``…)."""
-    for name, value in url.params.multi_items():
-        if value and is_secret_name(name):
+def register_query_secrets(url: httpx.URL | Mapping[str, str | int | bool]) -> None:
+    """Register the values of secret-named query parameters (``access_token``…).
+
+    ``url`` may also be the parameters themselves, when they are the URL's whole query.
+    """
+    if isinstance(url, httpx.URL):
+        items = url.params.multi_items()
+    else:  # the values as httpx writes them into the query
+        items = [(k, str(v).lower() if isinstance(v, bool) else str(v)) for k, v in url.items()]
+    for name, value in items:
+        if value and _secret_name(name):
             register_secret(value)
 
 
@@ -133,9 +146,10 @@ def request_head(request: httpx.Request, http_version: str = "HTTP/1.1") -> RawH
     path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
     version = "HTTP/2" if http_version == "HTTP/2" else "HTTP/1.1"
     fields: list[tuple[str, str]] = []
+    cache = _header_cleaner()
     for raw_name, raw_value in request.headers.raw:
         name, value = _text(raw_name), _text(raw_value)
-        clean = _clean_header(name, value)
+        clean = _cleaned_value(cache, name, value)
         if clean != value:
             notes.append(f"header:{name}")
         fields.append((name, clean))
@@ -144,9 +158,34 @@ def request_head(request: httpx.Request, http_version: str = "HTTP/1.1") -> RawH
 
 
 def _clean_header(name: str, value: str) -> str:
-    if value and is_secret_name(name):
+    if value and _secret_name(name):
         return REDACTED
     return redact_text(value)
+
+
+#: Cleaned header values for one state of the secret registry: most fields repeat on every
+#: exchange (User-Agent, Accept, Content-Type, rate-limit policy), and cleaning one runs the
+#: redaction rules' regexes. A new registered secret starts a new cache.
+_cleaned: tuple[frozenset[str], dict[tuple[str, str], str]] = (frozenset(), {})
+_CLEANED_MAX = 4096
+
+
+def _header_cleaner() -> dict[tuple[str, str], str]:
+    """The cache of cleaned values for the registry as it is now (see ``_cleaned``)."""
+    global _cleaned
+    secrets, cache = _cleaned
+    now = redact.registered_secrets()
+    if now != secrets or len(cache) > _CLEANED_MAX:
+        _cleaned = (now, {})
+    return _cleaned[1]
+
+
+def _cleaned_value(cache: dict[tuple[str, str], str], name: str, value: str) -> str:
+    key = (name, value)
+    clean = cache.get(key)
+    if clean is None:
+        clean = cache[key] = _clean_header(name, value)
+    return clean
 
 
 def response_head(
@@ -161,6 +200,7 @@ def response_head(
     notes: list[str] = []
     fields: list[tuple[str, str]] = []
     rewritten = body_rewritten_length is not None
+    cache = _header_cleaner()
     for raw_name, raw_value in response.headers.raw:
         name, value = _text(raw_name), _text(raw_value)
         lower = name.lower()
@@ -169,7 +209,7 @@ def response_head(
         ):
             fields.append((ORIG_PREFIX + name, value))
             continue
-        clean = _clean_header(name, value)
+        clean = _cleaned_value(cache, name, value)
         if clean != value:
             notes.append(f"header:{name}")
         fields.append((name, clean))

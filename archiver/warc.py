@@ -1,16 +1,18 @@
-"""Writing WARC/1.1 spool files on warcio: one writer per open file, one file per partition.
+"""Writing WARC/1.1 spool files: one writer per open file, one file per partition.
 
 A :class:`WarcWriter` owns one spool file, ``<spool>/<file-id>.warc.gz.open``, next to a
 JSON sidecar ``<spool>/<file-id>.json`` (partition, creation time, warcinfo fields) that is
 written first, atomically, so that crash recovery always knows where an open file belongs.
-The file starts with a ``warcinfo`` record; each record is one gzip member (warcio's
-``WARCWriter`` with ``gzip=True`` serializes and compresses it).
+The file starts with a ``warcinfo`` record; each record is one gzip member, at the zlib
+level :func:`archiver.warc_media.member_level` chooses for it, in the byte layout warcio's
+``WARCWriter`` writes (``warcio check`` and ``warcio index`` read the files).
 
 Digests are never computed here: records come from the builders in
-:mod:`archiver.warc_records` with their SHA-256 block and payload digests already set, and
-warcio's own digesting (SHA-1, re-reading the body) is disabled, so a body is hashed once
-per digest while the builder holds or streams it. The write order is the caller's: append
-→ :meth:`WarcWriter.sync` (flush + fsync) → commit the catalog rows.
+:mod:`archiver.warc_records` with their SHA-256 block and payload digests already set (a
+record without them is refused), so a body is hashed once per digest while the builder
+holds or streams it, and never re-read for a digest as warcio's writer would. The write
+order is the caller's: append → :meth:`WarcWriter.sync` (flush + fsync) → commit the
+catalog rows.
 
 Closing re-reads the file once (every digest checked, whole-file SHA-256) and renames it to
 ``<file-id>.warc.gz``; the caller (``archiver.spool``) takes it to the store and catalog,
@@ -26,16 +28,18 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, cast
 
 from ulid import ULID
-from warcio.recordloader import ArcWarcRecord
-from warcio.statusandheaders import StatusAndHeaders
-from warcio.warcwriter import WARCWriter
 
 from archiver.errors import ArchiverError, IntegrityError
 from archiver.layout import Partition
-from archiver.warc_media import PayloadTooLargeError, spool_response
+from archiver.warc_media import (
+    GzipMember,
+    PayloadTooLargeError,
+    member_level,
+    spool_response,
+)
 from archiver.warc_records import (
     WARC_VERSION,
     ClosedWarc,
@@ -73,6 +77,7 @@ Clock = Callable[[], datetime]
 SIDECAR_SUFFIX = ".json"
 _SIDECAR_FORMAT = 1
 _FLUSH_AT = 1 << 20
+_BODY_READ = 1 << 20
 
 
 def utc_now() -> datetime:
@@ -185,13 +190,22 @@ class _Sink:
         return self._written + len(self._buf)
 
     def write(self, data: bytes) -> None:
+        if len(data) >= _FLUSH_AT:
+            # A large piece (a media body's compressed chunk) goes straight from the
+            # caller's buffer to the file: copying it into ours first would cost a memcpy.
+            self.flush()
+            self._write_all(memoryview(data))
+            return
         self._buf += data
         if len(self._buf) >= _FLUSH_AT:
             self.flush()
 
     def flush(self) -> None:
-        view = memoryview(bytes(self._buf))
-        self._buf.clear()
+        buf, self._buf = self._buf, bytearray()  # dropped even if writing fails, as before
+        if buf:
+            self._write_all(memoryview(buf))
+
+    def _write_all(self, view: memoryview) -> None:
         while view:
             n = os.write(self.fd, view)
             view, self._written = view[n:], self._written + n
@@ -204,7 +218,7 @@ class _Sink:
 
 
 class _BodyReader:
-    """The body as warcio reads it, counted, so a body that changed length is caught."""
+    """The body as the writer reads it, counted, so a body that changed length is caught."""
 
     def __init__(self, body: bytes | BinaryIO) -> None:
         self._body = body
@@ -224,31 +238,34 @@ class _BodyReader:
         return chunk
 
 
-class _RawHttpHead:
-    """An HTTP head that warcio writes byte for byte.
+#: Record types without a payload digest of their own (as in warcio's writer).
+_NO_PAYLOAD_DIGEST = frozenset({"warcinfo", "revisit"})
 
-    warcio writes ``http_headers.headers_buff`` after re-serializing it from parsed
-    headers; this stand-in keeps the bytes the digests were computed over. It is also how
-    a ``revisit``'s head gets written at all: warcio writes no body for a revisit.
+
+def _write_member(
+    out: _Sink, record: WarcRecord, headers: list[tuple[str, str]], level: int
+) -> _BodyReader:
+    """Write ``record`` as one gzip member at zlib ``level``: WARC head, block, CRLF CRLF.
+
+    The same bytes warcio's writer produced, serialized here: warcio rebuilt its header
+    objects for every record, which cost more than deflating a small record. Nothing is
+    hashed: digests come from the builders in :mod:`archiver.warc_records`.
     """
-
-    def __init__(self, raw: bytes) -> None:
-        self.headers_buff = raw
-
-    def compute_headers_buffer(self, header_filter: object = None) -> None:
-        """Keep the raw bytes (warcio calls this before writing)."""
-
-
-class _PrecomputedDigestWriter(WARCWriter):  # type: ignore[misc]  # warcio is untyped
-    """warcio's writer, forbidden to compute digests of its own.
-
-    ``ensure_digest`` only creates a digester when a digest header is missing; records
-    from our builders carry both, so reaching this is a bug, not a slow path.
-    """
-
-    @staticmethod
-    def _create_digester() -> None:
+    if not record.block_digest or (
+        record.payload_digest is None and record.warc_type not in _NO_PAYLOAD_DIGEST
+    ):
         raise AssertionError("WARC digests must be computed by archiver.warc_records")
+    member = GzipMember(cast(BinaryIO, out), level)  # it only calls write and flush
+    fields = "".join(f"{name}: {value}\r\n" for name, value in headers)
+    member.write(f"{WARC_VERSION}\r\n{fields}\r\n".encode() + record.block_head)
+    if not isinstance(record.body, bytes):
+        record.body.seek(0)
+    body = _BodyReader(record.body)
+    while chunk := body.read(_BODY_READ):
+        member.write(chunk)
+    member.write(b"\r\n\r\n")
+    member.flush()
+    return body
 
 
 class WarcWriter:
@@ -269,6 +286,9 @@ class WarcWriter:
         self._clock = clock
         self._lock = threading.Lock()
         self._fingerprint = RecordsFingerprint()
+        # Appended to (or cut back) since the last fsync: a sync of a clean file is a no-op,
+        # so a page commit fsyncs only the files the page wrote to.
+        self._dirty = False
         self._state: str | None = None  # why appends are refused: closed or broken
         self.opened_at = clock()
         self.last_write_at = self.opened_at
@@ -279,7 +299,6 @@ class WarcWriter:
         )
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND | getattr(os, "O_CLOEXEC", 0)
         self._sink = _Sink(os.open(self.path, flags, 0o640))
-        self._warcio = _PrecomputedDigestWriter(self._sink, gzip=True, warc_version=WARC_VERSION)
         self.warcinfo_id = ""  # set once the warcinfo record, which carries none, is written
         record = warcinfo_record(
             f"{self.file_id}{CLOSED_SUFFIX}",
@@ -345,6 +364,7 @@ class WarcWriter:
             return self.append(spooled.record)
 
     def _append(self, record: WarcRecord) -> RecordPointer:
+        self._dirty = True
         now = self._clock()
         date = record.date or now
         headers = [
@@ -362,16 +382,9 @@ class WarcWriter:
             headers.append(("WARC-Payload-Digest", record.payload_digest))
         headers += [("Content-Type", record.content_type)]
         headers += [("Content-Length", str(record.block_length))]
-        if not isinstance(record.body, bytes):
-            record.body.seek(0)
-        body = _BodyReader(record.body)
-        http = _RawHttpHead(record.block_head) if record.block_head else None
-        warc_headers = StatusAndHeaders("", headers, protocol=WARC_VERSION)
-        length, ctype = record.block_length, record.content_type
-        rec = ArcWarcRecord("warc", record.warc_type, warc_headers, body, http, ctype, length)
         offset = self._sink.tell()
         try:
-            self._warcio.write_record(rec)
+            body = _write_member(self._sink, record, headers, member_level(record))
             if len(record.block_head) + body.count != record.block_length:
                 raise IntegrityError(
                     f"record {record.record_id}: {body.count} body bytes were written, not "
@@ -402,10 +415,11 @@ class WarcWriter:
     def sync(self) -> None:
         """Flush and fsync: after this returns, the caller may commit pointers to the catalog."""
         with self._lock:
-            if self._state == "closed":
-                return  # closing synced it
+            if self._state == "closed" or not self._dirty:
+                return  # closing synced it, or nothing was written since the last sync
             self._sink.flush()
             os.fsync(self._sink.fd)
+            self._dirty = False
 
     def close(self) -> ClosedWarc:
         """Sync, close, verify by one full re-read, rename to ``.warc.gz``.
