@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 CONFIG ?= config.example.toml
 
-.PHONY: run test test-slow lint fmt lock clean
+.PHONY: run test test-slow bench lint fmt lock clean
 
 $(BIN)/archiver: requirements.lock pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,6 +23,10 @@ test: $(BIN)/archiver
 ## test-slow: the long-running suites
 test-slow: $(BIN)/archiver
 	$(BIN)/python -m pytest -m slow $(PYTEST_ARGS)
+
+## bench: the benchmarks (benchmarks/README.md); QUICK=1 for the < 1 minute sizes
+bench: $(BIN)/archiver
+	$(BIN)/python -m benchmarks.run $(if $(QUICK),--quick)
 
 ## lint: ruff and mypy (strict on archiver/ and connectors/)
 lint: $(BIN)/archiver
