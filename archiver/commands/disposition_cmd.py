@@ -17,7 +17,7 @@ Every one of them is audited; refusals (a role missing, a report expired) too.
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime, time
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -30,6 +30,7 @@ from rich.text import Text
 from archiver import clock
 from archiver.app import App
 from archiver.commands.accounts_cmd import WIDE, local_time
+from archiver.commands.dates import parse_moment
 from archiver.disposition import report as reports_mod
 from archiver.disposition import transfer as transfer_mod
 from archiver.errors import ArchiverError, RetentionError
@@ -318,15 +319,9 @@ def transfer(app: App, report_id: str, out: Path) -> None:
 def parse_day(value: str, zone: ZoneInfo, option: str) -> datetime:
     """``2031-05-02`` (the start of that day in ``zone``) or an ISO time with offset, in UTC."""
     try:
-        if len(value) == 10:
-            day = datetime.strptime(value, "%Y-%m-%d").date()
-            return datetime.combine(day, time(), zone).astimezone(UTC)
-        moment = datetime.fromisoformat(value)
-    except ValueError:
+        return parse_moment(value, zone, option)
+    except click.BadParameter:
         raise ArchiverError(f"{option} {value!r} is not a date such as 2031-05-02") from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=zone)
-    return moment.astimezone(UTC)
 
 
 @click.command("receipt")

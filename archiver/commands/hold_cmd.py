@@ -11,7 +11,6 @@ Who may: create, close, list and sync: officer or legal; release: officer only.
 from __future__ import annotations
 
 import json
-import re
 from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -24,11 +23,11 @@ from rich.text import Text
 from archiver import clock, holds
 from archiver.app import App
 from archiver.commands.accounts_cmd import WIDE
+from archiver.commands.dates import DAY
 from archiver.commands.search_cmd import local_range
 from archiver.errors import StoreError
 from archiver.holds import Change, HoldRecord, Recording, Scope, SyncReport
 
-_DAY = re.compile(r"\d{4}-\d{2}-\d{2}")
 _MICROSECOND = timedelta(microseconds=1)
 
 
@@ -41,7 +40,7 @@ def _recording(app: App) -> Recording:
 def _local_day(value: str, zone: ZoneInfo, option: str) -> datetime:
     """A local date (YYYY-MM-DD) as the UTC moment its day starts."""
     try:
-        if not _DAY.fullmatch(value):
+        if not DAY.fullmatch(value):
             raise ValueError
         day = date.fromisoformat(value)
     except ValueError:

@@ -16,8 +16,7 @@ from __future__ import annotations
 
 import json
 import os
-import re
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -39,6 +38,7 @@ from archiver.assignment import (
     record_moves,
 )
 from archiver.catalog.models import RetentionEvent, RetentionNotice
+from archiver.commands.dates import parse_moment
 from archiver.evaluate import policy_of
 from archiver.retention import NoticeKind, Series
 from archiver.retention_records import (
@@ -51,7 +51,6 @@ from archiver.retention_records import (
 
 #: Columns used when the output is not a terminal.
 WIDE = 160
-_DAY = re.compile(r"\d{4}-\d{2}-\d{2}")
 
 
 @click.group()
@@ -60,25 +59,6 @@ def retention() -> None:
 
 
 # --- helpers ------------------------------------------------------------------------------------
-
-
-def _moment(value: str, zone: ZoneInfo, option: str) -> datetime:
-    """A date (local midnight in ``zone``) or an ISO timestamp, in UTC."""
-    try:
-        if _DAY.fullmatch(value):
-            day = date.fromisoformat(value)
-            moment = datetime(day.year, day.month, day.day, tzinfo=zone)
-        else:
-            moment = datetime.fromisoformat(value)
-            if moment.tzinfo is None:
-                moment = moment.replace(tzinfo=zone)
-    except ValueError:
-        raise click.BadParameter(
-            f"{value!r} is neither a date (YYYY-MM-DD, in the configured time zone) nor an ISO "
-            "timestamp (e.g. 2026-03-01T14:30 or 2026-03-01T20:30Z)",
-            param_hint=option,
-        ) from None
-    return moment.astimezone(ZoneInfo("UTC"))
 
 
 def _not_future(moment: datetime, now: datetime, option: str, what: str) -> None:
@@ -340,7 +320,7 @@ def event_record(app: App, kind: str, account: str | None, on: str, note: str | 
     retention period of event-triggered series, and extend their stored files' locks."""
     app.require("officer", command="retention event record")
     zone = app.config.archiver.zone
-    occurred = _moment(on, zone, "--on")
+    occurred = parse_moment(on, zone, "--on")
     rec = _recorder(app)
     _not_future(occurred, rec.now, "--on", "the event")
     done = record_event(
@@ -442,7 +422,7 @@ def notice_record(
     kind: NoticeKind = "sent" if sent_on is not None else "waiver"
     option = "--sent-on" if sent_on is not None else "--waiver-on"
     zone = app.config.archiver.zone
-    on = _moment(sent_on or waiver_on or "", zone, option)
+    on = parse_moment(sent_on or waiver_on or "", zone, option)
     rec = _recorder(app)
     _not_future(on, rec.now, option, "the notice")
     done = record_notice(rec, loaded[code], kind=kind, on=on, reference=reference, note=note)

@@ -15,10 +15,9 @@ from __future__ import annotations
 
 import csv
 import json
-import re
 import sys
 from collections.abc import Mapping
-from datetime import date, datetime, timedelta
+from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -31,6 +30,7 @@ from sqlalchemy import select
 from archiver import clock
 from archiver.app import App
 from archiver.catalog.models import Account, Item
+from archiver.commands.dates import parse_moment
 from archiver.errors import ArchiverError
 from archiver.search import (
     KINDS,
@@ -68,7 +68,6 @@ CSV_COLUMNS = (
     "eligible_on",
     "text",
 )
-_DAY = re.compile(r"\d{4}-\d{2}-\d{2}")
 
 GRAMMAR = """\b
 QUERY grammar (case and diacritics are ignored; no stemming):
@@ -81,31 +80,6 @@ filters is listed.
 """
 
 
-def _moment(value: str, zone: ZoneInfo, option: str, *, end: bool) -> datetime:
-    """A date (a whole day in ``zone``) or an ISO timestamp, as a UTC bound.
-
-    ``end``: the exclusive upper bound of an inclusive ``--...-to`` value: the next day's
-    midnight for a date, the next microsecond for a timestamp.
-    """
-    try:
-        if _DAY.fullmatch(value):
-            day = date.fromisoformat(value)
-            moment = datetime(day.year, day.month, day.day, tzinfo=zone)
-            step = timedelta(days=1)
-        else:
-            moment = datetime.fromisoformat(value)
-            if moment.tzinfo is None:
-                moment = moment.replace(tzinfo=zone)
-            step = timedelta(microseconds=1)
-    except ValueError:
-        raise click.BadParameter(
-            f"{value!r} is neither a date (YYYY-MM-DD) nor an ISO timestamp "
-            "(e.g. 2026-03-01T14:30 or 2026-03-01T20:30Z)",
-            param_hint=option,
-        ) from None
-    return (moment + step if end else moment).astimezone(ZoneInfo("UTC"))
-
-
 def local_range(
     start: str | None,
     to: str | None,
@@ -114,8 +88,8 @@ def local_range(
 ) -> tuple[datetime | None, datetime | None]:
     """``--...-from`` / ``--...-to`` values (local dates or ISO timestamps) as a half-open UTC
     range: ``[from, to + one day)`` for dates. ``options`` name the two options in errors."""
-    low = _moment(start, zone, options[0], end=False) if start else None
-    high = _moment(to, zone, options[1], end=True) if to else None
+    low = parse_moment(start, zone, options[0]) if start else None
+    high = parse_moment(to, zone, options[1], end=True) if to else None
     if low is not None and high is not None and low >= high:
         raise click.BadParameter(
             f"{options[0]} {start} is after {options[1]} {to}", param_hint=options[0]
