@@ -21,9 +21,11 @@ which nothing here touches. ``archiver.warc_pool`` keeps one writer per partitio
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import threading
+import zlib
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -35,10 +37,15 @@ from ulid import ULID
 from archiver.errors import ArchiverError, IntegrityError
 from archiver.layout import Partition
 from archiver.warc_media import (
+    STORED_BLOCK_MAX,
+    STORED_GZIP_HEADER,
+    STORED_LEVEL,
     GzipMember,
     PayloadTooLargeError,
+    crc32_combine,
     member_level,
     spool_response,
+    stored_block_header,
 )
 from archiver.warc_records import (
     WARC_VERSION,
@@ -178,13 +185,25 @@ def _write_sidecar(path: Path, sidecar: SpoolSidecar) -> None:
     fsync_dir(path.parent)
 
 
+#: Errors of ``copy_file_range`` that mean "not here" (another filesystem, an old kernel,
+#: a filesystem without it): the bytes are then copied through user space.
+_NO_KERNEL_COPY = frozenset(
+    {errno.EXDEV, errno.ENOSYS, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EINVAL, errno.EBADF}
+)
+
+
 class _Sink:
     """Appends to the spool file through a buffer that is dropped if a record fails midway."""
 
-    def __init__(self, fd: int) -> None:
+    def __init__(self, fd: int, path: Path) -> None:
         self.fd = fd
+        self._path = path
         self._written = 0
         self._buf = bytearray()
+        # copy_file_range refuses an O_APPEND descriptor: kernel copies go through a
+        # second one, at explicit offsets (opened on the first copy).
+        self._copy_fd: int | None = None
+        self._kernel_copy = hasattr(os, "copy_file_range")
 
     def tell(self) -> int:
         return self._written + len(self._buf)
@@ -199,6 +218,38 @@ class _Sink:
         self._buf += data
         if len(self._buf) >= _FLUSH_AT:
             self.flush()
+
+    def copy_from(self, src: int, offset: int, count: int) -> int:
+        """Append ``count`` bytes of file ``src`` from ``offset``; how many there were.
+
+        In the kernel (``copy_file_range``: no trip through user space, a reflink where
+        the filesystem can) when it can, else read and written here.
+        """
+        self.flush()
+        done = 0
+        while done < count:
+            n = self._kernel(src, offset + done, count - done) if self._kernel_copy else None
+            if n is None:
+                data = os.pread(src, min(count - done, _BODY_READ), offset + done)
+                self._write_all(memoryview(data))
+                n = len(data)
+            else:
+                self._written += n
+            if n == 0:
+                break  # the source ends early: the caller finds the count short
+            done += n
+        return done
+
+    def _kernel(self, src: int, offset: int, count: int) -> int | None:
+        if self._copy_fd is None:
+            self._copy_fd = os.open(self._path, os.O_WRONLY | getattr(os, "O_CLOEXEC", 0))
+        try:
+            return os.copy_file_range(src, self._copy_fd, count, offset, self._written)
+        except OSError as exc:
+            if exc.errno not in _NO_KERNEL_COPY:
+                raise
+            self._kernel_copy = False
+            return None
 
     def flush(self) -> None:
         buf, self._buf = self._buf, bytearray()  # dropped even if writing fails, as before
@@ -215,6 +266,13 @@ class _Sink:
         self._buf.clear()
         os.ftruncate(self.fd, offset)
         self._written = offset
+
+    def close(self) -> None:
+        try:
+            if self._copy_fd is not None:
+                os.close(self._copy_fd)
+        finally:
+            os.close(self.fd)
 
 
 class _BodyReader:
@@ -244,20 +302,25 @@ _NO_PAYLOAD_DIGEST = frozenset({"warcinfo", "revisit"})
 
 def _write_member(
     out: _Sink, record: WarcRecord, headers: list[tuple[str, str]], level: int
-) -> _BodyReader:
+) -> int:
     """Write ``record`` as one gzip member at zlib ``level``: WARC head, block, CRLF CRLF.
 
     The same bytes warcio's writer produced, serialized here: warcio rebuilt its header
     objects for every record, which cost more than deflating a small record. Nothing is
-    hashed: digests come from the builders in :mod:`archiver.warc_records`.
+    hashed: digests come from the builders in :mod:`archiver.warc_records`. Returns the
+    body bytes written.
     """
     if not record.block_digest or (
         record.payload_digest is None and record.warc_type not in _NO_PAYLOAD_DIGEST
     ):
         raise AssertionError("WARC digests must be computed by archiver.warc_records")
-    member = GzipMember(cast(BinaryIO, out), level)  # it only calls write and flush
     fields = "".join(f"{name}: {value}\r\n" for name, value in headers)
-    member.write(f"{WARC_VERSION}\r\n{fields}\r\n".encode() + record.block_head)
+    head = f"{WARC_VERSION}\r\n{fields}\r\n".encode() + record.block_head
+    if level == STORED_LEVEL and record.body_crc32 is not None and _is_file(record.body):
+        size = record.block_length - len(record.block_head)
+        return _write_stored_file(out, head, cast(BinaryIO, record.body), record.body_crc32, size)
+    member = GzipMember(cast(BinaryIO, out), level)  # it only calls write and flush
+    member.write(head)
     if not isinstance(record.body, bytes):
         record.body.seek(0)
     body = _BodyReader(record.body)
@@ -265,7 +328,53 @@ def _write_member(
         member.write(chunk)
     member.write(b"\r\n\r\n")
     member.flush()
-    return body
+    return body.count
+
+
+def _is_file(body: bytes | BinaryIO) -> bool:
+    if isinstance(body, bytes):
+        return False
+    try:
+        body.fileno()
+    except (AttributeError, OSError, ValueError):
+        return False
+    return True
+
+
+def _write_stored_file(out: _Sink, head: bytes, body: BinaryIO, body_crc: int, size: int) -> int:
+    """A stored gzip member around a spooled body, the body never read into this process.
+
+    Already-compressed media is not deflated anyway (level 0): its member is the body
+    framed in stored deflate blocks. So the 5-byte block headers are written here, the
+    body's bytes are copied file to file between them, and the member's CRC-32 comes from
+    the head's and the CRC the spool computed as the body streamed in. The verifying
+    re-read at close inflates the member and checks its CRC and both digests, so a copy
+    that went wrong cannot pass unnoticed. Returns the body bytes copied (short if the
+    file ended early: the caller refuses the record).
+    """
+    body.flush()
+    src = body.fileno()
+    if os.fstat(src).st_size != size:
+        return os.fstat(src).st_size  # the caller refuses a body that changed length
+    out.write(STORED_GZIP_HEADER)
+    for at in range(0, len(head), STORED_BLOCK_MAX):
+        piece = head[at : at + STORED_BLOCK_MAX]
+        out.write(stored_block_header(len(piece)) + piece)
+    copied = 0
+    while copied < size:
+        n = min(STORED_BLOCK_MAX, size - copied)
+        out.write(stored_block_header(n))
+        got = out.copy_from(src, copied, n)
+        copied += got
+        if got < n:
+            return copied
+    tail = b"\r\n\r\n"
+    out.write(stored_block_header(len(tail), final=True) + tail)
+    crc = zlib.crc32(tail, crc32_combine(zlib.crc32(head), body_crc, size))
+    isize = (len(head) + size + len(tail)) & 0xFFFFFFFF
+    out.write(crc.to_bytes(4, "little") + isize.to_bytes(4, "little"))
+    out.flush()
+    return copied
 
 
 class WarcWriter:
@@ -298,7 +407,7 @@ class WarcWriter:
             SpoolSidecar(self.file_id, partition, self.opened_at, info),
         )
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND | getattr(os, "O_CLOEXEC", 0)
-        self._sink = _Sink(os.open(self.path, flags, 0o640))
+        self._sink = _Sink(os.open(self.path, flags, 0o640), self.path)
         self.warcinfo_id = ""  # set once the warcinfo record, which carries none, is written
         record = warcinfo_record(
             f"{self.file_id}{CLOSED_SUFFIX}",
@@ -311,7 +420,7 @@ class WarcWriter:
             self.warcinfo_id = record.record_id
             self.sync()
         except BaseException:
-            os.close(self._sink.fd)
+            self._sink.close()
             self._state = "broken (its warcinfo record could not be written)"
             raise
 
@@ -384,10 +493,10 @@ class WarcWriter:
         headers += [("Content-Length", str(record.block_length))]
         offset = self._sink.tell()
         try:
-            body = _write_member(self._sink, record, headers, member_level(record))
-            if len(record.block_head) + body.count != record.block_length:
+            count = _write_member(self._sink, record, headers, member_level(record))
+            if len(record.block_head) + count != record.block_length:
                 raise IntegrityError(
-                    f"record {record.record_id}: {body.count} body bytes were written, not "
+                    f"record {record.record_id}: {count} body bytes were written, not "
                     f"the {record.block_length - len(record.block_head)} that were digested"
                 )
         except BaseException:
@@ -453,5 +562,5 @@ class WarcWriter:
             self._sink.flush()
             os.fsync(self._sink.fd)
         finally:
-            os.close(self._sink.fd)
+            self._sink.close()
             self._state = "closed"

@@ -169,6 +169,9 @@ class WarcRecord:
     payload_digest: str | None
     headers: tuple[tuple[str, str], ...] = ()
     date: datetime | None = None
+    #: CRC-32 of ``body`` when it was spooled: lets the writer frame a stored gzip member
+    #: around the file without reading it back (see :func:`archiver.warc.WarcWriter.append`).
+    body_crc32: int | None = None
 
 
 def check_header_value(value: str, what: str) -> str:
@@ -254,6 +257,8 @@ def make_record(
     headers: Sequence[tuple[str, str]],
     date: datetime | None,
     record_id: str | None,
+    *,
+    body_crc32: int | None = None,
 ) -> WarcRecord:
     """A :class:`WarcRecord` from digests already computed, with its fields validated."""
     return WarcRecord(
@@ -268,6 +273,7 @@ def make_record(
         payload_digest=digests[1],
         headers=tuple(headers),
         date=date,
+        body_crc32=body_crc32,
     )
 
 

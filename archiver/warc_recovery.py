@@ -45,6 +45,7 @@ CLOSED_SUFFIX = ".warc.gz"
 _READ = 1 << 20  # compressed bytes read at a time
 _INFLATE = 1 << 20  # most decompressed bytes produced at a time (bounds memory per member)
 _MAX_WARC_HEAD = 1 << 20
+_FIRST_WINDOW = 1 << 13  # compressed bytes a member is first fed (most records are smaller)
 
 
 def file_id_of(path: Path) -> str:
@@ -212,18 +213,28 @@ class _Member:
         self.started = False
         self.parser = _RecordParser()
         self._inflate = zlib.decompressobj(wbits=31)  # gzip, CRC-32 and ISIZE checked
+        # zlib copies what follows a member's end (``unused_data``): fed the whole read
+        # buffer, each small record would copy the rest of it. Windows that start small
+        # and grow keep that copy small for a 1 KB record and the calls few for a video.
+        self._window = _FIRST_WINDOW
 
-    def feed(self, data: bytes) -> bytes | None:
-        """Consume ``data``; return the bytes after the member's end, None if it goes on."""
+    def feed(self, data: memoryview) -> int | None:
+        """Consume ``data``; the bytes of it up to the member's end, None if it goes on."""
         self.started = True
-        while True:
-            out = self._inflate.decompress(data, _INFLATE)
-            self.parser.feed(out)
-            if self._inflate.eof:
-                return self._inflate.unused_data
-            data = self._inflate.unconsumed_tail
-            if not data and len(out) < _INFLATE:
-                return None
+        at = 0
+        while at < len(data):
+            piece = data[at : at + self._window]
+            at += len(piece)
+            self._window = min(self._window * 2, _READ)
+            while True:
+                out = self._inflate.decompress(piece, _INFLATE)
+                self.parser.feed(out)
+                if self._inflate.eof:
+                    return at - len(self._inflate.unused_data)
+                piece = self._inflate.unconsumed_tail  # type: ignore[assignment]
+                if not piece and len(out) < _INFLATE:
+                    break
+        return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -242,15 +253,16 @@ def _scan(path: Path, file_id: str, on_record: Callable[[RecordPointer], None]) 
     with path.open("rb") as f:
         size = os.fstat(f.fileno()).st_size
         at = 0  # file offset of data[0]
-        while problem is None and (data := f.read(_READ)):
-            whole.update(data)
+        while problem is None and (chunk := f.read(_READ)):
+            whole.update(chunk)
+            data = memoryview(chunk)
             while data:
                 try:
-                    rest = member.feed(data)
-                    if rest is None:
+                    used = member.feed(data)
+                    if used is None:
                         at += len(data)
                         break
-                    end = at + len(data) - len(rest)
+                    end = at + used
                     ptr = member.parser.finish(file_id, member.offset, end - member.offset)
                     if good_end == 0 and ptr.warc_type != "warcinfo":
                         raise _Invalid("the first record is not warcinfo")
@@ -258,7 +270,7 @@ def _scan(path: Path, file_id: str, on_record: Callable[[RecordPointer], None]) 
                     problem = f"record at offset {member.offset} is invalid: {exc}"
                     break
                 on_record(ptr)
-                good_end, at, data = end, end, rest
+                good_end, at, data = end, end, data[used:]
                 member = _Member(end)
     if problem is None and member.started:
         problem = (
@@ -318,7 +330,7 @@ def _member_is_valid(path: Path, offset: int) -> bool:
         f.seek(offset)
         try:
             while data := f.read(_READ):
-                if member.feed(data) is not None:
+                if member.feed(memoryview(data)) is not None:
                     member.parser.finish("", offset, 0)
                     return True
         except (zlib.error, _Invalid):

@@ -2,16 +2,29 @@
 
 from __future__ import annotations
 
+import errno
+import os
 import random
 import zlib
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from archiver.errors import IntegrityError
 from archiver.layout import Partition
 from archiver.warc import WarcInfo, WarcWriter
 from archiver.warc_check import ExpectedRecord, WarcChecker
-from archiver.warc_media import DEFAULT_LEVEL, STORED_LEVEL, member_level, spool_response
+from archiver.warc_media import (
+    DEFAULT_LEVEL,
+    STORED_GZIP_HEADER,
+    STORED_LEVEL,
+    crc32_combine,
+    member_level,
+    spool_response,
+    stored_block_header,
+)
 from archiver.warc_records import (
     RecordPointer,
     http_head,
@@ -168,3 +181,94 @@ def test_a_spooled_video_is_copied_once_from_its_temporary_file(tmp_path: Path) 
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
         [closed.path.name, f"{closed.file_id}.json"]
     )
+
+
+# -- stored members around a spooled body: framed here, the bytes copied file to file ------
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.binary(max_size=300), st.binary(max_size=300))
+def test_crc32_combine_gives_the_crc_of_the_concatenation(a: bytes, b: bytes) -> None:
+    assert crc32_combine(zlib.crc32(a), zlib.crc32(b), len(b)) == zlib.crc32(a + b)
+
+
+def test_crc32_combine_handles_a_body_larger_than_four_gibibytes_of_zeros() -> None:
+    """ISIZE wraps at 2**32; the CRC must not: checked against zlib's own running CRC."""
+    zeros = bytes(1 << 20)
+    crc = 0
+    for _ in range(3):
+        crc = zlib.crc32(zeros, crc)
+    assert crc32_combine(zlib.crc32(b"head"), crc, 3 << 20) == zlib.crc32(
+        zeros * 3, zlib.crc32(b"head")
+    )
+    assert crc32_combine(0x1234, 0, 0) == 0x1234
+
+
+def test_stored_block_headers_are_what_zlib_writes_at_level_zero() -> None:
+    deflate = zlib.compressobj(0, zlib.DEFLATED, 31)
+    member = deflate.compress(b"abc") + deflate.flush()
+
+    assert member.startswith(STORED_GZIP_HEADER + stored_block_header(3, final=True) + b"abc")
+    with pytest.raises(ValueError, match=r"0\.\.65535"):
+        stored_block_header(70_000)
+
+
+def spooled_video(tmp_path: Path, body: bytes) -> tuple[Path, RecordPointer]:
+    writer = WarcWriter(tmp_path, PART, INFO)
+    with spool_response(
+        URL, head("video/mp4"), iter([body]), max_bytes=len(body), tmp_dir=tmp_path
+    ) as spooled:
+        assert spooled.record.body_crc32 == zlib.crc32(body)
+        ptr = writer.append(spooled.record)
+    return writer.close().path, ptr
+
+
+def test_a_spooled_video_member_is_stored_blocks_of_at_most_64_kib_and_inflates_to_the_record(
+    tmp_path: Path,
+) -> None:
+    body = video(3 * 65535 + 10)  # three full blocks and a short one
+    path, ptr = spooled_video(tmp_path, body)
+    member = path.read_bytes()[ptr.offset : ptr.offset + ptr.length]
+
+    record = zlib.decompress(member, wbits=31)  # zlib checks the CRC-32 and ISIZE
+    assert record.startswith(b"WARC/1.1\r\n") and record.endswith(body + b"\r\n\r\n")
+    assert first_block_type(member) == 0
+    assert ptr.length == len(record) + 10 + 8 + 5 * (1 + 4 + 1)  # header, trailer, 6 blocks
+    assert assert_all_digests_pass([path]) == 2
+
+
+def test_without_a_kernel_copy_the_body_is_copied_through_user_space(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A filesystem (or kernel) without copy_file_range: the same member, the same bytes."""
+    calls: list[int] = []
+
+    def unsupported(*args: object) -> int:
+        calls.append(1)
+        raise OSError(errno.EXDEV, "Invalid cross-device link")
+
+    monkeypatch.setattr(os, "copy_file_range", unsupported)
+    body = video(200_000)
+    path, ptr = spooled_video(tmp_path, body)
+
+    assert calls == [1]  # tried once, then not again for this file
+    member = path.read_bytes()[ptr.offset : ptr.offset + ptr.length]
+    assert zlib.decompress(member, wbits=31).endswith(body + b"\r\n\r\n")
+    assert assert_all_digests_pass([path]) == 2
+
+
+def test_a_spooled_body_that_changed_length_is_refused_and_the_file_cut_back(
+    tmp_path: Path,
+) -> None:
+    body = video(100_000)
+    writer = WarcWriter(tmp_path, PART, INFO)
+    before = writer.size
+    with spool_response(
+        URL, head("video/mp4"), iter([body]), max_bytes=len(body), tmp_dir=tmp_path
+    ) as spooled:
+        spooled.record.body.truncate(50_000)  # type: ignore[union-attr]
+        with pytest.raises(IntegrityError, match="50000 body bytes were written, not the 100000"):
+            writer.append(spooled.record)
+    assert writer.size == before
+    writer.append(request_record(URL, b"GET /v/clip.mp4 HTTP/1.1\r\nHost: x\r\n\r\n"))
+    assert assert_all_digests_pass([writer.close().path]) == 2
