@@ -757,12 +757,16 @@ class _Run:
         if versions:
             for _row, _obs, version in versions:
                 version["item_id"] = _row["id"]
-            version_ids = list(
-                s.scalars(
-                    insert(_VERSIONS).returning(_VERSIONS.c.id, sort_by_parameter_order=True),
-                    [v for _r, _o, v in versions],
-                )
+            # Ids matched by key, not by order: RETURNING in parameter order makes SQLite's
+            # dialect insert row by row; this is one multi-row INSERT per thousand rows.
+            returned = s.execute(
+                insert(_VERSIONS).returning(
+                    _VERSIONS.c.id, _VERSIONS.c.item_id, _VERSIONS.c.version_no
+                ),
+                [v for _r, _o, v in versions],
             )
+            by_key = {(item_id, no): version_id for version_id, item_id, no in returned}
+            version_ids = [by_key[(v["item_id"], v["version_no"])] for _r, _o, v in versions]
         links = []
         for version_id, (_row, obs, _version) in zip(version_ids, versions, strict=True):
             for position, (ref, media) in enumerate(zip(obs.item.media, obs.media, strict=True)):
@@ -805,11 +809,12 @@ class _Run:
             for r in new:
                 r["state"] = r["state"] or "present"
             values = [{c: r[c] for c in _NEW_ITEM_COLUMNS} for r in new]
-            ids = s.scalars(
-                insert(_ITEMS).returning(_ITEMS.c.id, sort_by_parameter_order=True), values
+            returned = s.execute(
+                insert(_ITEMS).returning(_ITEMS.c.id, _ITEMS.c.platform_item_id), values
             )
-            for r, item_id in zip(new, ids, strict=True):
-                r["id"] = item_id
+            ids = {platform_id: item_id for item_id, platform_id in returned}
+            for r in new:
+                r["id"] = ids[r["platform_item_id"]]
                 r["inserted"] = True
         old = [r for r in rows if not r.get("inserted")]
         _update_by_id(s, [{c: r[c] for c in _UPDATED_COLUMNS} for r in old if r.get("versioned")])

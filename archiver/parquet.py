@@ -138,46 +138,55 @@ def _rows(catalog: Catalog, partition: str) -> tuple[list[int], dict[str, list[A
     columns: dict[str, list[Any]] = {f.name: [] for f in SCHEMA}
     ids: list[int] = []
     series = Partition.parse(partition).series
+    item, version = Item.__table__, ItemVersion.__table__
+    parents = item.alias("parent")
+    # Plain columns, no ORM objects: building an instance per row cost more than the rest
+    # of the roll together.
+    query = (
+        select(
+            version.c.id,
+            item.c.account_id,
+            item.c.platform_item_id,
+            item.c.kind,
+            func.coalesce(parents.c.platform_item_id, item.c.platform_parent_id),
+            item.c.thread_id,
+            item.c.permalink,
+            item.c.author,
+            item.c.created_at,
+            item.c.edited_at,
+            version.c.captured_at,
+            version.c.version_no,
+            version.c.change,
+            item.c.state,
+            func.coalesce(version.c.text, item.c.text),
+            version.c.content_sha256,
+            version.c.warc_file_id,
+            version.c.warc_offset,
+            version.c.warc_length,
+            version.c.warc_record_id,
+        )
+        .join(item, item.c.id == version.c.item_id)
+        .outerjoin(parents, parents.c.id == item.c.parent_id)
+        .where(
+            version.c.partition == partition,
+            version.c.parquet_file_id.is_(None),
+            item.c.disposed_at.is_(None),
+        )
+        .order_by(version.c.id)
+    )
+    names = (
+        "account", "item_id", "kind", "parent_id", "thread_id", "permalink", "author",
+        "created_at", "edited_at", "captured_at", "version_no", "change", "state", "text",
+        "content_sha256", "warc_file_id", "warc_offset", "warc_length", "warc_record_id",
+    )  # fmt: skip
+    lists = [columns[name] for name in names]
     with catalog.reader() as s:
-        parents = Item.__table__.alias("parent")
-        result = s.execute(
-            select(ItemVersion, Item, parents.c.platform_item_id)
-            .join(Item, Item.id == ItemVersion.item_id)
-            .outerjoin(parents, parents.c.id == Item.parent_id)
-            .where(
-                ItemVersion.partition == partition,
-                ItemVersion.parquet_file_id.is_(None),
-                Item.disposed_at.is_(None),
-            )
-            .order_by(ItemVersion.id)
-        ).all()
-        for version, item, parent in result:
-            ids.append(version.id)
-            values = {
-                "account": item.account_id,
-                "series": series,
-                "partition": partition,
-                "item_id": item.platform_item_id,
-                "kind": item.kind,
-                "parent_id": parent or item.platform_parent_id,
-                "thread_id": item.thread_id,
-                "permalink": item.permalink,
-                "author": item.author,
-                "created_at": item.created_at,
-                "edited_at": item.edited_at,
-                "captured_at": version.captured_at,
-                "version_no": version.version_no,
-                "change": version.change,
-                "state": item.state,
-                "text": version.text if version.text is not None else item.text,
-                "content_sha256": version.content_sha256,
-                "warc_file_id": version.warc_file_id,
-                "warc_offset": version.warc_offset,
-                "warc_length": version.warc_length,
-                "warc_record_id": version.warc_record_id,
-            }
-            for name, value in values.items():
-                columns[name].append(value)
+        for row in s.execute(query):
+            ids.append(row[0])
+            for values, value in zip(lists, row[1:], strict=True):
+                values.append(value)
+    columns["series"] = [series] * len(ids)
+    columns["partition"] = [partition] * len(ids)
     return ids, columns
 
 
