@@ -33,10 +33,12 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import cached_property
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Protocol
@@ -94,10 +96,43 @@ class ExchangeSink(Protocol):
 class _Budget:
     """One call's attempts and waiting so far, and what each failed attempt saw."""
 
-    url: str  # redacted
+    target: httpx.URL
     attempts: int = 0
     waited: float = 0.0
     seen: list[str] = field(default_factory=list)
+
+    @cached_property
+    def url(self) -> str:
+        """The URL, redacted: only worked out when a message or log event needs it."""
+        return redact_url(str(self.target))
+
+
+class _StatelessClient(httpx.Client):
+    """An ``httpx.Client`` that keeps no cookies.
+
+    Every request is the one the connector asked for, with its token, and nothing a
+    platform set earlier: a replayed session cookie would make the archived requests
+    depend on history (and extracting cookies cost more than the rest of ``send``).
+    """
+
+    @property
+    def cookies(self) -> httpx.Cookies:
+        return _NO_COOKIES
+
+    @cookies.setter
+    def cookies(self, _cookies: object) -> None:
+        pass
+
+
+class _NoCookies(httpx.Cookies):
+    def extract_cookies(self, response: httpx.Response) -> None:
+        pass
+
+    def set(self, *args: object, **kwargs: object) -> None:
+        pass
+
+
+_NO_COOKIES = _NoCookies()
 
 
 def _utc_now() -> datetime:
@@ -130,7 +165,7 @@ class ArchivingHttpClient:
         self._max_wait = settings.max_wait.total_seconds()
         self._max_body = max_body_bytes
         self._not_before: dict[str, datetime] = {}  # host -> when its quota resets (pacing)
-        self._client = httpx.Client(
+        self._client = _StatelessClient(
             transport=transport,
             timeout=settings.timeout.total_seconds(),
             headers={"User-Agent": settings.user_agent},
@@ -157,7 +192,7 @@ class ArchivingHttpClient:
     ) -> ArchivedResponse:
         """GET ``url`` (``params`` merged into its query), archived before it is returned."""
         request = self._build(url, params, headers, auth=True, media=False)
-        budget = _Budget(redact_url(str(request.url)))
+        budget = _Budget(request.url)
         for _hop in range(MAX_REDIRECTS + 1):
             with self._attempts(request, budget) as (response, sent_at):
                 records, raw, pointers = self._archive_in_memory(
@@ -216,7 +251,7 @@ class ArchivingHttpClient:
         :class:`PayloadTooLargeError` as soon as the cap is crossed.
         """
         request = self._build(url, None, headers, auth=authenticated, media=True)
-        budget = _Budget(redact_url(str(request.url)))
+        budget = _Budget(request.url)
         history: list[WarcRecord] = []
         for _hop in range(MAX_REDIRECTS + 1):
             with self._attempts(request, budget, history) as (response, sent_at):
@@ -273,7 +308,8 @@ class ArchivingHttpClient:
                 )
                 if delay is None:
                     self._note_quota(request, response)
-                    log.debug("http.exchange", url=budget.url, status=response.status_code)
+                    if log.isEnabledFor(logging.DEBUG):
+                        log.debug("http.exchange", url=budget.url, status=response.status_code)
                     yield response, sent_at
                     return
                 try:

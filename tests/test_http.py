@@ -782,3 +782,19 @@ def test_download_retries_and_keeps_the_failed_attempt_for_the_pipeline(
         assert [r.warc_type for r in download.history] == ["request", "response"]
         assert download.history[1].body == b"busy"
     assert fake.sleeps == [0.5]
+
+
+def test_a_cookie_a_platform_sets_is_not_sent_back(
+    httpserver: HTTPServer, make_client: ClientFactory, sink: WarcSink
+) -> None:
+    """Stateless: each archived request is what the connector asked for, not its history."""
+    httpserver.expect_request("/api/v1/timelines/home").respond_with_handler(echo_secrets)
+    client = make_client("mastodon")
+
+    client.get(httpserver.url_for("/api/v1/timelines/home"))
+    client.get(httpserver.url_for("/api/v1/timelines/home"))
+
+    (first, _), (second, _) = httpserver.log[-2:]
+    assert "Cookie" not in first.headers and "Cookie" not in second.headers
+    _, _, _, request, _ = read_records(sink.close_and_check())
+    assert http_header(request, "Cookie") == []
