@@ -6,6 +6,7 @@ skipped with that reason.
 
 from __future__ import annotations
 
+import errno
 import os
 import subprocess
 from collections.abc import Iterator
@@ -96,3 +97,32 @@ def test_a_full_spool_refuses_the_record_and_keeps_every_record_before_it(small_
     # Every record the writer returned a pointer for is intact; the failed one is not there.
     assert [p.record_id for p in scan.records[1:]] == [p.record_id for p in kept]
     assert scan.complete
+
+
+def test_a_video_copied_onto_a_full_spool_is_refused_and_the_file_cut_back(
+    small_disk: Path,
+) -> None:
+    """The body fits in its temporary file; the kernel copy into the WARC does not."""
+    from archiver.warc_media import spool_response
+    from archiver.warc_records import http_head, request_record
+    from archiver.warc_recovery import scan_warc
+
+    url = "https://video.example.com/council.mp4"
+    writer = WarcWriter(small_disk, PARTITION, INFO)
+    before = writer.append(request_record(url, b"GET /council.mp4 HTTP/1.1\r\nHost: v\r\n\r\n"))
+    writer.sync()
+    size_before = writer.size
+    body = os.urandom(1200 << 10)
+    head = http_head("HTTP/1.1 200 OK", [("Content-Type", "video/mp4")])
+    with spool_response(url, head, iter([body]), max_bytes=len(body), tmp_dir=small_disk) as video:
+        with pytest.raises(OSError) as caught:
+            writer.append(video.record)
+    assert caught.value.errno == errno.ENOSPC
+    assert writer.size == size_before == os.path.getsize(writer.path)  # nothing half-written
+
+    # With the temporary file gone there is room again, and the file goes on.
+    after = writer.append(request_record(url, b"GET /council.mp4 HTTP/1.1\r\nHost: v\r\n\r\n"))
+    writer.abandon()
+    scan = scan_warc(writer.path)
+    assert scan.complete
+    assert [p.record_id for p in scan.records[1:]] == [before.record_id, after.record_id]
