@@ -114,9 +114,11 @@ def test_a_video_copied_onto_a_full_spool_is_refused_and_the_file_cut_back(
     size_before = writer.size
     body = os.urandom(1200 << 10)
     head = http_head("HTTP/1.1 200 OK", [("Content-Type", "video/mp4")])
-    with spool_response(url, head, iter([body]), max_bytes=len(body), tmp_dir=small_disk) as video:
-        with pytest.raises(OSError) as caught:
-            writer.append(video.record)
+    with (
+        spool_response(url, head, iter([body]), max_bytes=len(body), tmp_dir=small_disk) as video,
+        pytest.raises(OSError) as caught,
+    ):
+        writer.append(video.record)
     assert caught.value.errno == errno.ENOSPC
     assert writer.size == size_before == os.path.getsize(writer.path)  # nothing half-written
 
