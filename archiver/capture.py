@@ -18,6 +18,7 @@ from typing import Any, cast
 
 import httpx
 from sqlalchemy import Table, bindparam, insert, select, update
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from archiver import lease
@@ -275,6 +276,7 @@ class CaptureRunner:
             close = getattr(getattr(run, "source", None), "close", None)
             if close is not None:
                 close()
+            run.register_pending()
             self._finish(run, status, reason)
             lease.release(self.catalog, settings.id, generation)
         return RunResult(run_id, settings.id, status, reason, run.stats.as_dict())
@@ -975,6 +977,24 @@ class _Run:
             self.stats.deleted += 1
         self._flush_sink()
         return True
+
+    def register_pending(self) -> None:
+        """Register the exchanges of a page the run did not commit (it stopped or failed).
+
+        The answers a run gave up on (a 429 storm, a malformed page) are in its WARC: they
+        are evidence of what the platform said and must be findable, not orphans. If the
+        catalog itself is what failed, ``catalog rebuild`` finds them in the stored file.
+        """
+        try:
+            self._flush_sink()
+        except (ArchiverError, OSError, SQLAlchemyError) as exc:
+            log.error(
+                "the run's last exchanges could not be registered in the catalog; they are in "
+                "its WARC file, and `archiver catalog rebuild` registers them",
+                account=self.settings.id,
+                run_id=self.run_id,
+                error=str(exc),
+            )
 
     def _flush_sink(self) -> None:
         """Commit the exchanges written since the last commit (the item checks' evidence)."""

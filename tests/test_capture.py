@@ -12,6 +12,7 @@ import duckdb
 import pytest
 from pytest_httpserver import HTTPServer
 from sqlalchemy import func, select, text
+from warcio.archiveiterator import ArchiveIterator
 
 from archiver import parquet as parquet_module
 from archiver.capture import CaptureRunner
@@ -222,6 +223,32 @@ def test_a_rate_limit_storm_stops_the_run_incomplete_and_the_next_run_resumes(
         reasons = [r.reason for r in s.scalars(select(CaptureRun).order_by(CaptureRun.id))]
     assert statuses == ["complete", "incomplete", "complete"]
     assert reasons[1] and "getPostThread" in reasons[1]
+
+
+def test_the_answers_a_stopped_run_gave_up_on_are_registered_as_evidence(
+    runner: CaptureRunner, fake: FakeBluesky, catalog: Catalog
+) -> None:
+    """The 429s before the give-up are in the WARC *and* the catalog: no orphan records."""
+    for n in range(3):
+        fake.post(f"Update {n}")
+    fake.rate_limit_next(50, endpoint="app.bsky.feed.getPostThread", reset_in=1)
+
+    stopped = runner.capture("mke-bluesky")
+
+    assert stopped.status == "incomplete"
+    in_warcs = set()
+    for path in stored_warcs(runner):
+        with gzip.open(path, "rb") as f:
+            for record in ArchiveIterator(f):
+                if record.rec_type != "warcinfo":
+                    in_warcs.add(record.rec_headers.get_header("WARC-Record-ID"))
+    with catalog.session() as s:
+        registered = set(s.scalars(select(WarcRecord.record_id)))
+        run_records = s.scalars(
+            select(WarcRecord.target_uri).where(WarcRecord.run_id == stopped.run_id)
+        ).all()
+    assert in_warcs and in_warcs <= registered
+    assert sum("getPostThread" in (uri or "") for uri in run_records) >= 2  # request, response
 
 
 def test_a_malformed_answer_stops_the_run_incomplete_and_loses_nothing_committed(
