@@ -151,6 +151,8 @@ class Item(Base):
     __tablename__ = "items"
     __table_args__ = (
         UniqueConstraint("account_id", "platform_item_id", name="uq_items_account_item"),
+        # Hash on PostgreSQL: a B-tree row is limited to ~2.7 KB, a URL is not (0006).
+        Index("ix_items_permalink", "permalink", postgresql_using="hash"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)

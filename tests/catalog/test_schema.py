@@ -134,3 +134,15 @@ def test_an_unreachable_database_is_a_catalog_error_without_the_password() -> No
 def test_an_unsupported_database_is_refused() -> None:
     with pytest.raises(CatalogError, match="not supported"):
         Catalog.open("mysql://x@localhost/db")
+
+
+def test_an_item_is_looked_up_by_its_url_through_an_index_not_a_scan(catalog: Catalog) -> None:
+    """``archiver show <URL>`` at a million items: the permalink index (hash on PostgreSQL)."""
+    query = "SELECT id FROM items WHERE permalink = 'https://bsky.app/profile/x/post/1'"
+    with catalog.engine.connect() as conn:
+        if catalog.dialect == "postgresql":
+            conn.exec_driver_sql("SET enable_seqscan = off")  # an empty table: force the choice
+            plan = " ".join(r[0] for r in conn.exec_driver_sql(f"EXPLAIN {query}"))
+        else:
+            plan = " ".join(str(r[-1]) for r in conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {query}"))
+    assert "ix_items_permalink" in plan, plan
