@@ -122,3 +122,23 @@ def test_control_facts_and_certificates_are_told_from_capture_files_and_belong_t
     assert obj.kind == kind
     if kind in ("fact", "certificate"):
         assert obj.account is None and obj.file_id is None
+
+
+def test_a_truncated_warc_is_reported_as_damage_and_the_rest_of_the_store_is_rebuilt(
+    small: Small, target: Catalog
+) -> None:
+    """A size that no longer matches must not stop the listing of the whole store."""
+    path = _largest_warc(small)
+    key = path.relative_to(small.store.root).as_posix()
+    _rewrite(path, path.read_bytes()[:-100])
+
+    with pytest.raises(IntegrityError, match="--skip-damaged") as failed:
+        rebuild(small.store, target, actor="records-officer", accounts=small.accounts)
+    assert key in str(failed.value)
+
+    report = rebuild(
+        small.store, target, actor="records-officer", accounts=small.accounts, skip_damaged=True
+    )
+    (damage,) = report.damaged
+    assert damage.key == key
+    assert _rows(target, StoredFile) > 0  # every other file was read

@@ -115,6 +115,23 @@ def test_an_object_altered_on_disk_is_detected_by_head(
         store.head(KEY)
 
 
+def test_an_altered_object_does_not_hide_the_rest_of_the_store_from_a_listing(
+    store: LocalStore, put: PutFn, root: Path
+) -> None:
+    """The listing gives what was stored; the reader of the bytes finds the alteration."""
+    put("a/first", b"original")
+    put("b/second", b"kept")
+    path = root / "a" / "first"
+    path.chmod(0o644)
+    path.write_bytes(b"short")
+
+    listed = {i.key: i.size for i in store.list()}
+
+    assert listed == {"a/first": len(b"original"), "b/second": len(b"kept")}
+    with pytest.raises(IntegrityError, match="altered"):
+        store.head("a/first")
+
+
 # -- keys and links --------------------------------------------------------------------------
 
 
