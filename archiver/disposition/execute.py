@@ -36,11 +36,13 @@ from __future__ import annotations
 
 import contextlib
 import os
+import zlib
 from collections import defaultdict
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select
@@ -79,7 +81,7 @@ from archiver.evaluate import RetentionContext, evaluate, load_context
 from archiver.lease import LeaseHeldError
 from archiver.logging import get_logger
 from archiver.retention import Decision, Outcome
-from archiver.spool import Spool
+from archiver.spool import DAMAGED_DIR, Spool
 from archiver.startup import release_dead_leases
 from archiver.warc import SIDECAR_SUFFIX, read_sidecar
 from archiver.warc_recovery import CLOSED_SUFFIX, OPEN_SUFFIX
@@ -388,6 +390,42 @@ def _spool_conflicts(app: App, partitions: set[str]) -> list[str]:
     return found
 
 
+def _damaged_conflicts(app: App, partitions: set[str]) -> list[str]:
+    """Files crash recovery set aside in the spool's ``damaged/`` that may hold records of
+    the partitions the disposition rewrites (or whose partition cannot be read).
+
+    A certificate of destruction must be true: while such a copy exists, the records in
+    it were not destroyed, whatever the store says.
+    """
+    damaged = app.spool_dir / DAMAGED_DIR
+    if not damaged.is_dir():
+        return []
+    found = []
+    for path in sorted(p for p in damaged.iterdir() if p.is_file()):
+        if path.name.endswith(SIDECAR_SUFFIX):
+            continue  # a spool sidecar names a partition; it holds no record
+        partition = _warcinfo_partition(path)
+        if partition is None or partition in partitions:
+            found.append(f"{path} ({partition or 'partition unreadable'})")
+    return found
+
+
+def _warcinfo_partition(path: Path) -> str | None:
+    """The ``isPartOf`` of the file's first record (its warcinfo), if it can be read."""
+    try:
+        with path.open("rb") as f:
+            head = zlib.decompressobj(wbits=31).decompress(f.read(1 << 16), 1 << 16)
+    except (OSError, zlib.error):
+        return None
+    # The WARC head, then the warcinfo block of ``name: value`` lines.
+    _warc_head, sep, block = head.partition(b"\r\n\r\n")
+    for line in block.split(b"\r\n") if sep else []:
+        name, sep, value = line.partition(b":")
+        if sep and name.strip().lower() == b"ispartof":
+            return value.strip().decode("utf-8", "replace")
+    return None
+
+
 def _start(
     app: App, report_id: str, now: datetime, generation: int, leases: Mapping[str, int]
 ) -> str:
@@ -431,6 +469,16 @@ def _start(
             "the spool holds files of partitions this disposition rewrites: "
             + ", ".join(conflicts[:3])
             + "; start `archiver run` so they are recovered and stored, then try again. "
+            "Nothing was destroyed"
+        )
+    damaged = _damaged_conflicts(app, set(plan.partitions))
+    if damaged:
+        raise RetentionError(
+            f"the spool's {DAMAGED_DIR}/ directory holds {len(damaged)} file(s) that crash "
+            "recovery set aside and that may hold copies of records this disposition would "
+            "destroy: " + ", ".join(damaged[:3]) + ". A certificate of destruction cannot be "
+            "issued while they exist: examine each (`warcio index PATH` lists its records), "
+            "move what must be kept out of the spool, remove the rest, then try again. "
             "Nothing was destroyed"
         )
     notices: dict[str, set[str]] = defaultdict(set)

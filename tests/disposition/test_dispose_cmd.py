@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import pwd
+import shutil
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -151,6 +152,36 @@ def test_resume_with_no_interrupted_run_is_refused(
     )
     assert refused.returncode == 7, describe(refused)
     assert "nothing to resume" in refused.stderr
+
+
+def test_a_copy_crash_recovery_set_aside_in_the_spool_stops_the_disposition(
+    inst: Installation,
+    report_id: str,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A certificate must be true: records still in spool/damaged/ were not destroyed."""
+    damaged = inst.app.spool_dir / "damaged"
+    damaged.mkdir(exist_ok=True)
+    for warc in sorted(inst.ws.store_root.glob("warc/**/*.warc.gz")):
+        shutil.copy(warc, damaged / f"{warc.name}.open.before-repair")
+    (damaged / "01J000000000000000000000XX.json").write_text("{}")  # a sidecar: no records
+    records, files = catalogued_records(inst.catalog), stored_files(inst.catalog)
+
+    refused = fast(inst, capsys, monkeypatch, "daemon", "retention", "dispose", report_id)
+
+    assert refused.returncode == 7, describe(refused)
+    message = " ".join(refused.stderr.split())
+    assert (
+        "damaged/" in message and "before-repair" in message and "Nothing was destroyed" in message
+    )
+    assert ".json" not in message
+    assert catalogued_records(inst.catalog) == records and stored_files(inst.catalog) == files
+    with inst.catalog.reader() as s:
+        assert s.scalar(select(func.count()).select_from(DispositionRun)) == 0
+    # Once the officer has dealt with them, the disposition may go ahead (the next test).
+    for path in damaged.glob("*.before-repair"):
+        path.unlink()
 
 
 def test_an_officer_disposes_of_a_report_and_is_told_what_went_and_where_the_proof_is(
