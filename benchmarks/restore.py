@@ -295,6 +295,18 @@ def index(path: Path) -> int:
         catalog.dispose()
 
 
+def upgrade_cached(path: Path) -> None:
+    """Bring a cached catalog to this archiver's schema, as a deployment's upgrade would
+    (a migration added since it was built must not fail, or be skipped by, the timing)."""
+    from archiver.catalog import Catalog, upgrade
+
+    catalog = Catalog.open(f"sqlite:///{path}")
+    try:
+        upgrade(catalog)
+    finally:
+        catalog.dispose()
+
+
 def catalog_for(work: Path, seed: Path, item_id: int, n: int, rebuild: bool = False) -> Path:
     """A search-indexed catalog of ``n`` items holding the seed item: built once, reused."""
     path = work / f"catalog-{n}.sqlite3"
@@ -302,6 +314,7 @@ def catalog_for(work: Path, seed: Path, item_id: int, n: int, rebuild: bool = Fa
     if not rebuild and done.exists() and path.exists():
         marker = json.loads(done.read_text())
         if marker.get("item_id") == item_id and marker.get("layout") == LAYOUT:
+            upgrade_cached(path)
             return path
     for stale in (path, done, Path(f"{path}-wal"), Path(f"{path}-shm")):
         stale.unlink(missing_ok=True)
