@@ -166,6 +166,10 @@ class AuditReport:
     first_break: int | None = None
     problem: str | None = None
     problems: list[str] = field(default_factory=list)
+    #: When the log begins with a ``catalog.rebuild`` entry continuing an anchored head:
+    #: that head's seq. Entries up to it were lost with the earlier catalog; only their
+    #: anchored heads remain, in the store.
+    rebuilt_after: int | None = None
 
     @property
     def ok(self) -> bool:
@@ -177,6 +181,33 @@ class AuditReport:
             self.first_break, self.problem = seq, message
 
 
+def _rebuild_start(first: AuditEntry, anchors: list[Anchor], report: AuditReport) -> Anchor | None:
+    """The anchored head a rebuilt log's first entry continues, if that is what it is.
+
+    ``archiver catalog rebuild`` writes into an empty catalog a first entry
+    ``catalog.rebuild`` whose ``prev_hash`` is the latest head anchored in the store and
+    whose ``seq`` follows it. That is accepted only when an anchor in the store holds that
+    very head: a log cut short and restarted by hand has no such anchor behind it.
+    """
+    if first.seq == 1 or first.action != "catalog.rebuild":
+        return None
+    claimed = (first.detail or {}).get("continues") or {}
+    for anchor in anchors:
+        if (
+            anchor.seq == first.seq - 1
+            and claimed.get("seq") == anchor.seq
+            and hmac.compare_digest(str(claimed.get("hash", "")), anchor.hash)
+            and hmac.compare_digest(first.prev_hash, anchor.hash)
+        ):
+            return anchor
+    report._fail(
+        first.seq,
+        f"the log begins at entry {first.seq} with a catalog rebuild, but no head anchored in "
+        f"the store is the entry {first.seq - 1} it claims to continue",
+    )
+    return None
+
+
 def verify(catalog: Catalog, store: Store | None, *, batch: int = 5000) -> AuditReport:
     """Walk the whole chain and check it against the anchored heads; never modifies anything."""
     report = AuditReport()
@@ -185,6 +216,12 @@ def verify(catalog: Catalog, store: Store | None, *, batch: int = 5000) -> Audit
     wanted = {a.seq for a in anchors}
     expected_seq, prev = 1, GENESIS
     with catalog.reader() as session:
+        first = session.scalars(select(AuditEntry).order_by(AuditEntry.seq).limit(1)).first()
+        continued = _rebuild_start(first, anchors, report) if first is not None else None
+        if continued is not None:
+            expected_seq, prev = continued.seq + 1, continued.hash
+            hashes_at_anchor[continued.seq] = continued.hash
+            report.rebuilt_after = continued.seq
         last_seq = 0
         while True:
             rows = session.scalars(
@@ -217,6 +254,9 @@ def verify(catalog: Catalog, store: Store | None, *, batch: int = 5000) -> Audit
     previous_anchor = 0
     for anchor in anchors:
         report.anchors += 1
+        if report.rebuilt_after is not None and anchor.seq < report.rebuilt_after:
+            previous_anchor = anchor.seq  # its entries were lost with the earlier catalog
+            continue
         found = hashes_at_anchor.get(anchor.seq)
         if found is None:
             report._fail(

@@ -43,9 +43,18 @@ def verify(app: App, as_json: bool) -> None:
                     "anchors": report.anchors,
                     "first_break": report.first_break,
                     "problems": report.problems,
+                    "rebuilt_after": report.rebuilt_after,
                 },
                 indent=2,
             )
+        )
+    elif report.ok and report.rebuilt_after is not None:
+        n = report.rebuilt_after
+        click.echo(
+            f"audit log intact since the catalog rebuild: {report.entries} entries from entry "
+            f"{n + 1}, continuing the head anchored at entry {n}; entries 1..{n} were lost "
+            f"with the earlier catalog and only their anchored heads remain "
+            f"({report.anchors} anchored heads agree)"
         )
     elif report.ok:
         click.echo(

@@ -137,3 +137,32 @@ def test_a_configured_account_without_records_is_registered_and_an_unconfigured_
     assert accounts["mke-small"].status == "inactive" and not accounts["mke-small"].enabled
     small = accounts["mke-small"]
     assert small.platform == "bluesky" and small.series == "social-media"
+
+
+def test_the_rebuilt_audit_log_verifies_as_continuing_the_anchored_chain(
+    small: Small, target: Catalog
+) -> None:
+    """After a disaster recovery, `audit verify` must not cry tampering, nor be fooled."""
+    with small.catalog.session() as s:
+        audit.append(s, actor="clerk", action="status")
+    assert audit.anchor_head(small.catalog, small.store, node="node-1") is not None
+    rebuild(small.store, target, actor="records-officer", accounts=small.accounts)
+    with target.session() as s:
+        audit.append(s, actor="clerk", action="status")
+    audit.anchor_head(target, small.store, node="node-1")
+
+    report = audit.verify(target, small.store)
+
+    assert report.ok, report.problems
+    assert report.rebuilt_after == audit.read_anchors(small.store)[-2].seq
+    assert report.entries == 2
+
+    # A rebuild entry that claims a head no anchor holds is a break, not a continuation.
+    with target.session() as s:
+        entry = s.scalars(select(AuditEntry).order_by(AuditEntry.seq)).first()
+        assert entry is not None
+        entry.detail = {**entry.detail, "continues": {"seq": entry.seq - 1, "hash": "0" * 64}}
+        entry.prev_hash = "0" * 64
+    forged = audit.verify(target, small.store)
+    assert not forged.ok and forged.rebuilt_after is None
+    assert any("no head anchored in the store" in p for p in forged.problems)
