@@ -939,7 +939,12 @@ def compact_parquet(
                 "nothing was changed"
             )
         log.info("parquet compaction resumed", key=key, new_key=new_key)
-        return result(new_key, _check_stored(store, new_key, head.sha256, head.size, old), True)
+        checked = _check_stored(store, new_key, head.sha256, head.size, old)
+        parquet.put_parquet_sidecar(
+            store, new_key, file_id=new_id, partition=partition.name, sha256=head.sha256,
+            size=head.size, rows=len(kept), tmp_dir=work_dir,
+        )  # fmt: skip
+        return result(new_key, checked, True)
 
     kept_table = kept_table.replace_schema_metadata(
         {
@@ -969,6 +974,10 @@ def compact_parquet(
         stored = _put(store, new_key, path, sha256, size, old, retain_until)
     finally:
         path.unlink(missing_ok=True)
+    parquet.put_parquet_sidecar(
+        store, new_key, file_id=new_id, partition=partition.name, sha256=stored.sha256,
+        size=stored.size, rows=len(kept), tmp_dir=work_dir,
+    )  # fmt: skip
     log.info("parquet compacted", key=key, new_key=new_key, kept=len(kept), dropped=len(dropped))
     return result(new_key, stored)
 

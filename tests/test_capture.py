@@ -27,6 +27,7 @@ from archiver.catalog.models import (
     WarcRecord,
 )
 from archiver.config import Config, load_config
+from archiver.layout import sidecar_key
 from archiver.parquet import roll
 from archiver.retrieve import read_record
 from archiver.store import LocalStore
@@ -294,6 +295,11 @@ def test_parquet_rows_are_readable_by_duckdb_with_their_warc_pointers(
     rows = duckdb.sql(f"SELECT {columns} FROM read_parquet({files!r})").fetchall()
     assert len(rows) == count(catalog, ItemVersion)
     assert {r[1] for r in rows} >= {"post", "comment", "profile"}
+    # Each file's SHA-256 is recorded twice: in the catalog and in a sidecar next to it.
+    for r in rolled:
+        side = json.loads(store.get(sidecar_key(r.key)))
+        assert (side["file_id"], side["key"], side["sha256"]) == (r.file_id, r.key, r.sha256)
+        assert side["records"] == r.rows and side["size"] == (store.root / r.key).stat().st_size
     # Rolling again finds nothing pending: one file per partition, not one per run.
     assert (
         roll(

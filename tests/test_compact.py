@@ -846,6 +846,11 @@ def test_a_parquet_rewrite_interrupted_after_storing_is_resumed_not_written_twic
         "<urn:uuid:00000000-0000-0000-0000-000000000000>",
         "<urn:uuid:00000000-0000-0000-0000-000000000002>",
     ]
-    assert [k for k, _ in objects(store)] == sorted([key, str(first.new_key)])
+    # The compacted file and its public sidecar, written once.
+    assert [k for k, _ in objects(store)] == sorted(
+        [key, str(first.new_key), sidecar_key(str(first.new_key))]
+    )
+    side = json.loads(store.get(sidecar_key(str(first.new_key))))
+    assert (side["file_id"], side["sha256"], side["records"]) == (new_id, first.sha256, 2)
     with pytest.raises(IntegrityError, match="already stored but is not"):
         compact_parquet(store, key, [], work_dir=work, partition=PARTITION, file_id=new_id)

@@ -350,7 +350,7 @@ class Journal:
 
     def _delete(self, seq: int, detail: dict[str, Any]) -> str:
         key, file_id = detail["key"], detail["file_id"]
-        keys = [key, sidecar_key(key)] if detail["kind"] == "warc" else [key]
+        keys = [key, sidecar_key(key)] if detail["kind"] in ("warc", "parquet") else [key]
         outcome, pending_until, why = "done", None, None
         notes: list[str] = list(detail.get("notes") or [])  # kept from an earlier attempt
         for k in keys:
