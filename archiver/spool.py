@@ -397,10 +397,18 @@ class Spool:
         def files(pattern: str, where: Path) -> list[Path]:
             return list(where.glob(pattern)) if where.is_dir() else []
 
+        def size_of(path: Path) -> int:
+            # Another worker's run renames its file at close and removes it once stored:
+            # one listed a moment ago may be gone, which is no error.
+            try:
+                return path.stat().st_size
+            except FileNotFoundError:
+                return 0
+
         open_files = files(f"*{OPEN_SUFFIX}", self.directory)
         waiting = files(f"*{CLOSED_SUFFIX}", self.directory)
         damaged = files("*", self.directory / DAMAGED_DIR)
-        size = sum(p.stat().st_size for p in (*open_files, *waiting, *damaged))
+        size = sum(size_of(p) for p in (*open_files, *waiting, *damaged))
         return SpoolState(
             self.directory, len(open_files), len(waiting), len(damaged), size, self.max_bytes
         )

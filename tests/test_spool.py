@@ -275,6 +275,29 @@ def test_the_spool_refuses_new_work_over_its_size_limit(
         spool.check_space()
 
 
+def test_a_file_another_run_closes_while_the_spool_is_measured_is_no_error(
+    catalog: Catalog, store: LocalStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two workers: one starts (measures the spool) as the other closes its file."""
+    spool = Spool(tmp_path / "spool", store, catalog, max_bytes=10**9)
+    spool.prepare()
+    w = WarcWriter(spool.directory, PARTITION, INFO)
+    _exchange(w, 1)
+    w.sync()
+    real_stat = Path.stat
+    closed: list[object] = []
+
+    def closes_first(self: Path, *args: object, **kwargs: object) -> object:
+        if self.name.endswith(".warc.gz.open") and not closed:
+            closed.append(w.close())  # renamed away between the listing and this stat
+        return real_stat(self, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Path, "stat", closes_first)
+    spool.check_space()  # FileNotFoundError before the fix
+
+    assert closed and spool.state().waiting_files == 1
+
+
 def _damage_middle(
     catalog: Catalog, spool_dir: Path, *, commit_all: bool
 ) -> tuple[Path, list[RecordPointer]]:
