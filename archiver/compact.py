@@ -68,7 +68,7 @@ from archiver import parquet
 from archiver.errors import ArchiverError, IntegrityError
 from archiver.layout import ObjectKind, Partition
 from archiver.logging import get_logger
-from archiver.spool import put_sidecar
+from archiver.spool import put_file_sidecar, put_sidecar
 from archiver.store.base import ObjectInfo, Store
 from archiver.warc import WarcInfo
 from archiver.warc_check import ExpectedRecord, RecordProblem, WarcChecker
@@ -940,9 +940,9 @@ def compact_parquet(
             )
         log.info("parquet compaction resumed", key=key, new_key=new_key)
         checked = _check_stored(store, new_key, head.sha256, head.size, old)
-        parquet.put_parquet_sidecar(
+        put_file_sidecar(
             store, new_key, file_id=new_id, partition=partition.name, sha256=head.sha256,
-            size=head.size, rows=len(kept), tmp_dir=work_dir,
+            size=head.size, records=len(kept), tmp_dir=work_dir,
         )  # fmt: skip
         return result(new_key, checked, True)
 
@@ -974,9 +974,9 @@ def compact_parquet(
         stored = _put(store, new_key, path, sha256, size, old, retain_until)
     finally:
         path.unlink(missing_ok=True)
-    parquet.put_parquet_sidecar(
+    put_file_sidecar(
         store, new_key, file_id=new_id, partition=partition.name, sha256=stored.sha256,
-        size=stored.size, rows=len(kept), tmp_dir=work_dir,
+        size=stored.size, records=len(kept), tmp_dir=work_dir,
     )  # fmt: skip
     log.info("parquet compacted", key=key, new_key=new_key, kept=len(kept), dropped=len(dropped))
     return result(new_key, stored)

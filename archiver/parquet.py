@@ -14,7 +14,6 @@ is :data:`SCHEMA`, one row per item version, with the WARC pointer of its record
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -30,9 +29,10 @@ from ulid import ULID
 
 from archiver.catalog.db import Catalog
 from archiver.catalog.models import Item, ItemVersion, StoredFile
-from archiver.layout import ObjectKind, Partition, sidecar_key
+from archiver.layout import ObjectKind, Partition
 from archiver.logging import get_logger
-from archiver.store.base import Store, put_bytes
+from archiver.spool import put_file_sidecar
+from archiver.store.base import Store
 
 log = get_logger(__name__)
 
@@ -191,34 +191,6 @@ def _rows(catalog: Catalog, partition: str) -> tuple[list[int], dict[str, list[A
     return ids, columns
 
 
-def put_parquet_sidecar(
-    store: Store, key: str, *, file_id: str, partition: str, sha256: str, size: int, rows: int,
-    tmp_dir: Path,
-) -> None:  # fmt: skip
-    """Store the public ``<key>.sha256.json`` sidecar of a Parquet file, unless it is there.
-
-    The same shape as a WARC's (``archiver.spool.put_sidecar``), ``records`` counting rows:
-    each file's SHA-256 is recorded in the catalog *and* next to the file, so the store
-    alone can verify itself (docs/layout.md).
-    """
-    target = sidecar_key(key)
-    if store.exists(target):
-        return
-    body = json.dumps(
-        {
-            "file_id": file_id,
-            "key": key,
-            "partition": partition,
-            "sha256": sha256,
-            "size": size,
-            "records": rows,
-        },
-        sort_keys=True,
-        indent=1,
-    ).encode()
-    put_bytes(store, target, body, tmp_dir=tmp_dir)
-
-
 def write_file(table: pa.Table, path: Path) -> str:
     """Write ``table`` (of :data:`SCHEMA`) as one of our Parquet files, fsync it; its sha256.
 
@@ -245,9 +217,9 @@ def _roll_partition(
     if not store.exists(key):
         store.put(key, path, digest)
     info = store.head(key)
-    put_parquet_sidecar(
+    put_file_sidecar(
         store, key, file_id=file_id, partition=partition, sha256=digest, size=size,
-        rows=len(ids), tmp_dir=spool_dir,
+        records=len(ids), tmp_dir=spool_dir,
     )  # fmt: skip
     with catalog.session() as s:
         s.add(

@@ -83,21 +83,38 @@ def put_sidecar(store: Store, key: str, closed: ClosedWarc, *, tmp_dir: Path) ->
     Also used by ``archiver.compact`` for the files it rewrites, so every WARC's sidecar has
     the one format the catalog rebuild reads.
     """
+    put_file_sidecar(
+        store, key, file_id=closed.file_id, partition=closed.partition.name,
+        sha256=closed.sha256, size=closed.size, records=closed.record_count, tmp_dir=tmp_dir,
+    )  # fmt: skip
+
+
+def put_file_sidecar(
+    store: Store, key: str, *, file_id: str, partition: str, sha256: str, size: int,
+    records: int, tmp_dir: Path,
+) -> None:  # fmt: skip
+    """Store the public ``<key>.sha256.json`` sidecar of any stored file, unless it is there.
+
+    One format for WARC and Parquet files (``records`` counts a Parquet file's rows): each
+    file's SHA-256 is recorded in the catalog *and* next to the file, so the store alone
+    can verify itself (docs/layout.md).
+    """
+    target = sidecar_key(key)
+    if store.exists(target):
+        return
     body = json.dumps(
         {
-            "file_id": closed.file_id,
+            "file_id": file_id,
             "key": key,
-            "partition": closed.partition.name,
-            "sha256": closed.sha256,
-            "size": closed.size,
-            "records": closed.record_count,
+            "partition": partition,
+            "sha256": sha256,
+            "size": size,
+            "records": records,
         },
         sort_keys=True,
         indent=1,
     ).encode()
-    target = sidecar_key(key)
-    if not store.exists(target):
-        put_bytes(store, target, body, tmp_dir=tmp_dir)
+    put_bytes(store, target, body, tmp_dir=tmp_dir)
 
 
 @dataclass(frozen=True, slots=True)
