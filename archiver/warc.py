@@ -354,8 +354,8 @@ def _write_stored_file(out: _Sink, head: bytes, body: BinaryIO, body_crc: int, s
     """
     body.flush()
     src = body.fileno()
-    if os.fstat(src).st_size != size:
-        return os.fstat(src).st_size  # the caller refuses a body that changed length
+    if (on_disk := os.fstat(src).st_size) != size:
+        return on_disk  # the caller refuses a body that changed length
     out.write(STORED_GZIP_HEADER)
     for at in range(0, len(head), STORED_BLOCK_MAX):
         piece = head[at : at + STORED_BLOCK_MAX]
