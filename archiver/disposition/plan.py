@@ -138,6 +138,21 @@ class PlannedFile:
     keep: int
     new_file_id: str | None = None
 
+    @classmethod
+    def of(
+        cls,
+        row: StoredFile,
+        action: str,
+        drop: Iterable[str],
+        keep: int,
+        new_file_id: str | None = None,
+    ) -> PlannedFile:
+        """The step for the stored file ``row``: what it is, and what becomes of it."""
+        return cls(
+            row.id, row.key, row.kind, row.partition or "", row.sha256, row.size, row.records,
+            action, tuple(sorted(drop)), keep, new_file_id,
+        )  # fmt: skip
+
 
 @dataclass(frozen=True)
 class KeptExchange:
@@ -494,38 +509,11 @@ class _Planner:
             owned = self._owned(recs)
             keep = [r for r in recs if r.record_id not in doomed]
             if any(r.record_id in owned for r in keep):
-                files.append(
-                    PlannedFile(
-                        file_id,
-                        row.key,
-                        row.kind,
-                        row.partition or "",
-                        row.sha256,
-                        row.size,
-                        row.records,
-                        "compact",
-                        tuple(sorted(doomed)),
-                        len(keep),
-                        str(ULID()),
-                    )
-                )
+                files.append(PlannedFile.of(row, "compact", doomed, len(keep), str(ULID())))
                 continue
             for rec in keep:  # belongs to nothing: goes with the file
                 self.destroy(rec, WHY_CONTEXT)
-            files.append(
-                PlannedFile(
-                    file_id,
-                    row.key,
-                    row.kind,
-                    row.partition or "",
-                    row.sha256,
-                    row.size,
-                    row.records,
-                    "delete",
-                    tuple(sorted(r.record_id for r in recs)),
-                    0,
-                )
-            )
+            files.append(PlannedFile.of(row, "delete", (r.record_id for r in recs), 0))
         return files
 
     def _owned(self, recs: Sequence[_Rec]) -> set[str]:
@@ -577,21 +565,8 @@ class _Planner:
                 )
             )
             whole = rows <= rids
-            files.append(
-                PlannedFile(
-                    file_id,
-                    row.key,
-                    row.kind,
-                    row.partition or "",
-                    row.sha256,
-                    row.size,
-                    row.records,
-                    "delete" if whole else "compact",
-                    tuple(sorted(rids)),
-                    len(rows - rids),
-                    None if whole else str(ULID()),
-                )
-            )
+            action, new_id = ("delete", None) if whole else ("compact", str(ULID()))
+            files.append(PlannedFile.of(row, action, rids, len(rows - rids), new_id))
         return files
 
 
